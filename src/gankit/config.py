@@ -1,0 +1,205 @@
+"""The run config: validated pydantic models, YAML presets and dotted key=value overrides.
+
+Every option has a documented default; an unknown key or a bad value is a ConfigError whose
+one-line message names the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from gankit.errors import ConfigError
+
+LossName = Literal["minimax", "non-saturating", "lsgan", "wgan", "wgan-gp", "hinge"]
+ModelName = Literal["mlp-reference", "dcgan", "mlp-toy"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    dataset: str = Field("fashion-mnist", description="mnist, fashion-mnist, idx:PATH, folder:PATH, npz:PATH, toy:ring8, toy:grid25")
+    split: Literal["train", "test"] = Field("train", description="which split of a named dataset")
+    data_dir: str | None = Field(None, description="looked in first for named datasets")
+    image_size: int | None = Field(None, ge=8, le=1024, description="resize folder images to this; None keeps 64 for folders, native size otherwise")
+    channels: Literal[1, 3] | None = Field(None, description="force grayscale (1) or RGB (3) for folder images")
+    toy_samples: int = Field(100_000, gt=0, description="size of a generated 2-D toy dataset")
+    download: bool = Field(True, description="allow downloading a named dataset that is not found locally")
+
+
+class ModelConfig(_Section):
+    name: ModelName = Field("mlp-reference", description="architecture from the model registry")
+    z_dim: int = Field(100, gt=0, description="length of the noise vector z")
+    conditional: bool = Field(False, description="feed class labels to G (embedding) and D (projection)")
+    width: int = Field(64, gt=0, description="dcgan: base channel count; mlp-toy: hidden units")
+    depth: int = Field(3, gt=0, description="mlp-toy: hidden layers in G and in D")
+    d_output: Literal["logits", "sigmoid"] = Field(
+        "logits", description="sigmoid ends D in nn.Sigmoid (the reference network); the loss then reads probabilities"
+    )
+    d_norm: Literal["batch", "none"] = Field("batch", description="dcgan: normalization in D's hidden layers")
+
+
+class LossConfig(_Section):
+    name: LossName = Field("non-saturating", description="the adversarial objective")
+
+
+class StabilizerConfig(_Section):
+    instance_noise: float = Field(0.0, ge=0, description="std of Gaussian noise added to D's inputs (real and fake)")
+    instance_noise_anneal_steps: int = Field(0, ge=0, description="linearly anneal instance noise to 0 over this many steps; 0 keeps it constant")
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="one-sided: D's target for real data is 1 - this")
+    d_dropout: float = Field(0.0, ge=0, lt=1, description="dropout after each hidden activation of D")
+    spectral_norm: bool = Field(False, description="spectral normalization on every weight layer of D")
+    r1: float = Field(0.0, ge=0, description="gamma of the R1 penalty gamma/2 * |grad D(real)|^2")
+    r1_every: int = Field(1, gt=0, description="apply R1 every k D steps (lazy regularization, scaled by k)")
+    gradient_penalty: float | None = Field(None, ge=0, description="WGAN-GP lambda; None: 10 for wgan-gp, else 0")
+    weight_clip: float | None = Field(None, ge=0, description="clip D's weights to [-c, c]; None: 0.01 for wgan, else 0 (off)")
+    ema_decay: float = Field(0.0, ge=0, lt=1, description="EMA of G's weights (used for sampling); 0 turns it off")
+    n_critic: int = Field(1, gt=0, description="D steps per G step")
+    pack: int = Field(1, gt=0, description="PacGAN: D judges this many samples at once")
+
+
+class OptimConfig(_Section):
+    optimizer: Literal["adam", "rmsprop"] = Field("adam", description="rmsprop is the original WGAN's choice")
+    lr_g: float = Field(2e-4, gt=0, description="G learning rate")
+    lr_d: float = Field(2e-4, gt=0, description="D learning rate (differs from lr_g for TTUR)")
+    beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1")
+    beta2: float = Field(0.999, ge=0, lt=1, description="Adam beta2")
+
+
+class TrainConfig(_Section):
+    batch_size: int = Field(64, gt=0, description="real images per D step (and fakes per G step)")
+    epochs: int = Field(5, gt=0, description="passes over the data, counted in D batches")
+    seed: int = Field(0, ge=0, description="seeds weights, noise and data order")
+    deterministic: bool = Field(False, description="deterministic kernels: a resumed run equals an uninterrupted one bit for bit")
+    log_every: int = Field(50, gt=0, description="steps between metrics.jsonl lines (and host syncs)")
+    checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints; 0: at the end of each epoch")
+    keep_checkpoints: int = Field(3, gt=0, description="how many recent checkpoints to keep")
+    sample_grid: int = Field(64, gt=0, le=1024, description="images in each sample grid (fixed noise)")
+
+
+class Config(_Section):
+    name: str = Field("run", description="used in the default run folder name")
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    loss: LossConfig = LossConfig()
+    stabilizers: StabilizerConfig = StabilizerConfig()
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
+
+    @model_validator(mode="after")
+    def _fill_loss_defaults(self) -> Config:
+        """Make the loss-implied settings explicit, so the saved config shows what ran."""
+        stab = self.stabilizers
+        if stab.gradient_penalty is None:
+            stab.gradient_penalty = 10.0 if self.loss.name == "wgan-gp" else 0.0
+        if stab.weight_clip is None:
+            stab.weight_clip = 0.01 if self.loss.name == "wgan" else 0.0
+        return self
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Config:
+        stab, model = self.stabilizers, self.model
+        if model.d_output == "sigmoid" and self.loss.name not in ("minimax", "non-saturating"):
+            raise ValueError(
+                f"model.d_output=sigmoid only suits the BCE losses (minimax, non-saturating), not loss.name={self.loss.name}; set model.d_output=logits"
+            )
+        if stab.label_smoothing and self.loss.name not in ("minimax", "non-saturating", "lsgan"):
+            raise ValueError(f"stabilizers.label_smoothing has no meaning for loss.name={self.loss.name}; use it with minimax, non-saturating or lsgan")
+        if self.train.batch_size % stab.pack:
+            raise ValueError(f"train.batch_size={self.train.batch_size} must be a multiple of stabilizers.pack={stab.pack}")
+        if stab.pack > 1 and model.conditional:
+            raise ValueError("stabilizers.pack>1 cannot be combined with model.conditional=true; pick one")
+        return self
+
+
+def _format_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(part) for part in first["loc"])
+    if first["type"] == "extra_forbidden":
+        section = _section_at(first["loc"][:-1])
+        known = ", ".join(section.model_fields) if section else ""
+        return f"unknown config key '{key}'; known keys here: {known}"
+    msg = first["msg"].removeprefix("Value error, ")
+    if not key:
+        return f"bad config: {msg}"
+    return f"bad config value {key}={first.get('input')!r}: {msg}"
+
+
+def _section_at(loc: tuple) -> type[BaseModel] | None:
+    model: type[BaseModel] = Config
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split 'a.b=value' into (['a', 'b'], value) with the value read as YAML (so 1e-4, true, null work)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} is not KEY=VALUE (for example train.epochs=3)")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for text in overrides:
+        path, value = parse_override(text)
+        node = raw
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {text!r}: '{part}' is a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return raw
+
+
+def from_dict(raw: dict[str, Any]) -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err)) from None
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name.removesuffix(".yaml") for p in resources.files("gankit.presets").iterdir() if p.name.endswith(".yaml"))
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a config file, or a packaged preset by bare name (e.g. 'reference-fashion')."""
+    path = Path(path)
+    if not path.exists() and path.suffix == "" and path.name in preset_names():
+        text = resources.files("gankit.presets").joinpath(f"{path.name}.yaml").read_text()
+    elif not path.is_file():
+        raise ConfigError(f"config file {path} not found; give a YAML path or a preset name ({', '.join(preset_names())})")
+    else:
+        text = path.read_text()
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(raw).__name__}")
+    return raw
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    raw = read_yaml(path) if path is not None else {}
+    return from_dict(apply_overrides(raw, list(overrides)))
+
+
+def to_yaml(config: Config) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

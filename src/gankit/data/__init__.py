@@ -1,0 +1,132 @@
+"""Datasets, held whole in memory as one tensor so that the trainer slices batches on the device.
+
+data.dataset accepts:
+  mnist, fashion-mnist   a named dataset, data.split train or test (found, downloaded, verified: see sources)
+  idx:DIR                a folder of <split>-images-idx3-ubyte[.gz] (+ labels) files (see idx)
+  folder:DIR             PNG/JPEG images, class subfolders for labels (see folder)
+  npz:FILE               arrays 'images' and optional 'labels' (see npz)
+  toy:ring8, toy:grid25  2-D Gaussian mixtures of data.toy_samples points (see toy)
+
+Images come out uint8 (N, C, H, W); data.image_size resizes (shorter side, then center crop)
+with antialiasing and data.channels converts between grayscale and RGB. Folders default to
+64 x 64; other image sources keep their native size. Toy data ignores both settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gankit.config import DataConfig
+from gankit.data.folder import load_folder
+from gankit.data.idx import load_idx_folder, read_idx
+from gankit.data.npz import load_npz, save_npz
+from gankit.data.sources import NAMED_DATASETS, load_named
+from gankit.data.toy import sample_toy, toy_modes
+from gankit.errors import DataError
+
+__all__ = ["Dataset", "load_dataset", "read_idx", "save_npz", "to_model_range", "toy_modes"]
+
+DATASET_FORMS = "mnist, fashion-mnist, idx:DIR, folder:DIR, npz:FILE, toy:ring8, toy:grid25"
+DEFAULT_FOLDER_SIZE = 64
+CHUNK = 4096
+LUMINANCE = (0.299, 0.587, 0.114)  # ITU-R 601, as PIL's RGB -> L
+
+
+@dataclass
+class Dataset:
+    """samples: uint8 (N, C, H, W) images or float32 (N, 2) toy points; labels: int64 (N,) or None."""
+
+    samples: torch.Tensor
+    labels: torch.Tensor | None
+    num_classes: int | None
+    name: str
+    class_names: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.labels is not None and len(self.labels) != len(self.samples):
+            raise ValueError(f"{self.name}: {len(self.labels)} labels for {len(self.samples)} samples")
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.samples.shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def to(self, device: torch.device | str) -> Dataset:
+        labels = None if self.labels is None else self.labels.to(device)
+        return replace(self, samples=self.samples.to(device), labels=labels)
+
+
+def load_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
+    """Load cfg.dataset whole; seed only matters for generated (toy) data."""
+    spec = cfg.dataset
+    kind, _, target = spec.partition(":")
+    if spec in NAMED_DATASETS:
+        images, labels = load_named(spec, cfg.split, cfg.data_dir, cfg.download)
+        return _image_dataset(images, labels, f"{spec}/{cfg.split}", cfg)
+    if kind == "toy" and target:
+        points, modes = sample_toy(target, cfg.toy_samples, seed)
+        return Dataset(points, modes, len(toy_modes(target)[0]), spec)
+    path = Path(target).expanduser()
+    if kind == "idx" and target:
+        return _image_dataset(*load_idx_folder(path, cfg.split), spec, cfg)
+    if kind == "npz" and target:
+        return _image_dataset(*load_npz(path), spec, cfg)
+    if kind == "folder" and target:
+        images, labels, class_names = load_folder(path, cfg.image_size or DEFAULT_FOLDER_SIZE, cfg.channels)
+        return _image_dataset(images, labels, spec, cfg, class_names)
+    raise DataError(f"unknown dataset '{spec}'; use one of {DATASET_FORMS}")
+
+
+def to_model_range(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels [0, 255] -> float32 [-1, 1] (the generator's tanh range); float input is taken as already scaled."""
+    if batch.dtype == torch.uint8:
+        return batch.float().div_(127.5).sub_(1.0)
+    if batch.is_floating_point():
+        return batch.float()
+    raise TypeError(f"to_model_range expects uint8 images or floats, got {batch.dtype}")
+
+
+def _image_dataset(
+    images: np.ndarray, labels: np.ndarray | None, name: str, cfg: DataConfig, class_names: list[str] | None = None
+) -> Dataset:
+    if len(images) == 0:
+        raise DataError(f"{name} holds no images")
+    samples = torch.from_numpy(np.ascontiguousarray(images))
+    samples = _fit(samples.unsqueeze(1) if samples.ndim == 3 else samples, cfg.image_size, cfg.channels)
+    if labels is None:
+        return Dataset(samples, None, None, name, class_names)
+    num_classes = len(class_names) if class_names else int(labels.max()) + 1
+    return Dataset(samples, torch.from_numpy(labels.astype(np.int64)), num_classes, name, class_names)
+
+
+def _fit(images: torch.Tensor, size: int | None, channels: int | None) -> torch.Tensor:
+    """Resize uint8 (N, C, H, W) to size x size and convert to the requested channel count."""
+    if size is not None and tuple(images.shape[-2:]) != (size, size):
+        images = torch.cat([_resize_square(chunk, size) for chunk in images.split(CHUNK)])
+    if channels == 3 and images.shape[1] == 1:
+        images = images.repeat(1, 3, 1, 1)
+    elif channels == 1 and images.shape[1] == 3:
+        weights = torch.tensor(LUMINANCE).view(1, 3, 1, 1)
+        images = torch.cat([_to_uint8((chunk * weights).sum(1, keepdim=True)) for chunk in images.split(CHUNK)])
+    return images
+
+
+def _resize_square(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Shorter side to size (antialiased bilinear), then the central size x size crop."""
+    height, width = images.shape[-2:]
+    scale = size / min(height, width)
+    new_height, new_width = max(size, round(height * scale)), max(size, round(width * scale))
+    resized = F.interpolate(images.float(), size=(new_height, new_width), mode="bilinear", antialias=True, align_corners=False)
+    top, left = (new_height - size) // 2, (new_width - size) // 2
+    return _to_uint8(resized[..., top : top + size, left : left + size])
+
+
+def _to_uint8(pixels: torch.Tensor) -> torch.Tensor:
+    return pixels.round().clamp_(0, 255).to(torch.uint8)

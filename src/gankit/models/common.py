@@ -1,0 +1,137 @@
+"""The G and D wrappers every architecture shares, and the stabilizers that live in D's layers.
+
+An architecture supplies only G's body and D's feature extractor phi; the wrappers add label
+conditioning, PacGAN packing, D's linear head and the optional Sigmoid, so these behave the
+same whatever the architecture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from gankit.errors import ConfigError
+
+
+def generator_input_width(z_dim: int, num_classes: int | None) -> int:
+    """Width of G's first layer: z, plus a num_classes-wide label code when conditional."""
+    return z_dim + (num_classes or 0)
+
+
+class Generator(nn.Module):
+    """G(z (N, z_dim) float, labels (N,) int64 | None) -> samples (N, *sample_shape).
+
+    `body` maps (N, generator_input_width, *z_spatial) to N * prod(sample_shape) values; its last
+    layer sets the range (Tanh: [-1, 1] for images). A conditional G concatenates a learned label
+    code to z; it is num_classes wide, the width of a one-hot code, but trainable. Unconditional
+    generators ignore labels, so a trainer may pass them regardless.
+    """
+
+    def __init__(
+        self,
+        body: nn.Module,
+        z_dim: int,
+        sample_shape: Sequence[int],
+        num_classes: int | None = None,
+        z_spatial: tuple[int, ...] = (),
+    ) -> None:
+        super().__init__()
+        self.z_dim = z_dim
+        self.sample_shape = tuple(sample_shape)
+        self.num_classes = num_classes
+        self.z_spatial = z_spatial  # (1, 1) lets a ConvTranspose2d body read z as a 1x1 map
+        self.label_embedding = nn.Embedding(num_classes, num_classes) if num_classes else None
+        self.body = body
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.label_embedding is not None:
+            z = torch.cat([z, self.label_embedding(_require_labels(labels, "generator", self.num_classes))], dim=1)
+        return self.body(z.reshape(*z.shape, *self.z_spatial)).view(len(z), *self.sample_shape)
+
+
+class Discriminator(nn.Module):
+    """D(x (N, *sample_shape), labels (N,) int64 | None) -> scores (N // pack,).
+
+    score = head(phi(x)) [+ <embed(y), phi(x)>, the projection discriminator of Miyato & Koyama
+    2018], then Sigmoid when score_space == "probabilities"; otherwise raw logits in R.
+    PacGAN: each run of `pack` consecutive samples is concatenated along the channel (or feature)
+    axis and judged as one, so `features` must take pack * sample_shape[0] input channels.
+    `flat_input` flattens the packed samples for MLP features; phi's output is always flattened.
+    Unconditional discriminators ignore labels.
+    """
+
+    def __init__(
+        self,
+        features: nn.Module,
+        feature_dim: int,
+        sample_shape: Sequence[int],
+        *,
+        pack: int = 1,
+        num_classes: int | None = None,
+        sigmoid: bool = False,
+        flat_input: bool = False,
+    ) -> None:
+        super().__init__()
+        if pack > 1 and num_classes:
+            raise ValueError("a packed discriminator cannot be conditional: a packed group has no single label")
+        self.sample_shape = tuple(sample_shape)
+        self.pack = pack
+        self.num_classes = num_classes
+        self.flat_input = flat_input
+        self.score_space = "probabilities" if sigmoid else "logits"
+        self.features = features
+        self.head = nn.Linear(feature_dim, 1)
+        self.projection = nn.Embedding(num_classes, feature_dim) if num_classes else None
+        if self.projection is not None:
+            # N(0, 1) rows would make <embed(y), phi(x)> dwarf the head over thousands of features.
+            nn.init.xavier_uniform_(self.projection.weight)
+        self.sigmoid = nn.Sigmoid() if sigmoid else None
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if len(x) % self.pack:
+            raise ValueError(f"this discriminator packs {self.pack} samples per score, so the batch size must be a multiple of {self.pack}, not {len(x)}")
+        x = x.reshape(len(x) // self.pack, self.pack * self.sample_shape[0], *self.sample_shape[1:])
+        if self.flat_input:
+            x = x.flatten(1)
+        phi = self.features(x).flatten(1)
+        score = self.head(phi).squeeze(1)
+        if self.projection is not None:
+            score = score + (self.projection(_require_labels(labels, "discriminator", self.num_classes)) * phi).sum(1)
+        return score if self.sigmoid is None else self.sigmoid(score)
+
+
+def _require_labels(labels: torch.Tensor | None, role: str, num_classes: int | None) -> torch.Tensor:
+    if labels is None:
+        raise ValueError(f"this {role} is conditional: pass labels, an (N,) int64 tensor of classes in [0, {num_classes})")
+    return labels
+
+
+def hidden_activation(activation: nn.Module, dropout: float = 0.0) -> list[nn.Module]:
+    """The activation, then Dropout(dropout) when dropout > 0 (D's dropout stabilizer)."""
+    return [activation, nn.Dropout(dropout)] if dropout > 0 else [activation]
+
+
+def mlp_layers(widths: Sequence[int], activation: Callable[[], nn.Module], dropout: float = 0.0) -> list[nn.Module]:
+    """Linear(widths[i], widths[i + 1]) followed by an activation [and dropout], for each consecutive pair."""
+    layers: list[nn.Module] = []
+    for width_in, width_out in zip(widths, widths[1:]):
+        layers += [nn.Linear(width_in, width_out), *hidden_activation(activation(), dropout)]
+    return layers
+
+
+def apply_spectral_norm(discriminator: nn.Module) -> None:
+    """Spectral-normalize every Linear, Conv2d and Embedding weight in place (the projection embedding too)."""
+    for layer in list(discriminator.modules()):
+        if isinstance(layer, (nn.Linear, nn.Conv2d, nn.Embedding)):
+            spectral_norm(layer)
+
+
+def require_image_shape(model_name: str, sample_shape: tuple[int, ...]) -> None:
+    if len(sample_shape) != 3:
+        raise ConfigError(
+            f"model.name={model_name} is an image model (samples of shape (C, H, W)), but the data's samples have shape {sample_shape}; "
+            "use model.name=mlp-toy for points"
+        )

@@ -1,0 +1,39 @@
+"""mlp-toy: small ReLU MLPs for points (2-D toy data such as ring8 or grid25; any (d,) works)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from gankit.config import ModelConfig, StabilizerConfig
+from gankit.errors import ConfigError
+from gankit.models.common import Discriminator, Generator, generator_input_width, mlp_layers
+
+
+def build_mlp_toy(
+    model: ModelConfig, stabilizers: StabilizerConfig, sample_shape: tuple[int, ...], num_classes: int | None
+) -> tuple[Generator, Discriminator]:
+    """G: z -> width x depth (ReLU) -> d, unbounded (toy data is not scaled to [-1, 1]).
+
+    D: d * pack -> width x depth (ReLU [+ dropout]) -> 1. PyTorch's default init.
+    """
+    if len(sample_shape) != 1:
+        raise ConfigError(
+            f"model.name=mlp-toy models points (samples of shape (d,)), but the data's samples have shape {sample_shape}; use mlp-reference or dcgan for images"
+        )
+    (dims,) = sample_shape
+    hidden = [model.width] * model.depth
+    generator_body = nn.Sequential(
+        *mlp_layers([generator_input_width(model.z_dim, num_classes), *hidden], nn.ReLU),
+        nn.Linear(model.width, dims),
+    )
+    features = nn.Sequential(*mlp_layers([dims * stabilizers.pack, *hidden], nn.ReLU, stabilizers.d_dropout))
+    generator = Generator(generator_body, model.z_dim, sample_shape, num_classes)
+    discriminator = Discriminator(
+        features,
+        model.width,
+        sample_shape,
+        pack=stabilizers.pack,
+        num_classes=num_classes,
+        sigmoid=model.d_output == "sigmoid",
+    )
+    return generator, discriminator

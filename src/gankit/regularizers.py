@@ -1,0 +1,51 @@
+"""Regularizers and input perturbations for D, each a small function the trainer composes."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+Critic = Callable[[Tensor], Tensor]
+
+
+def _input_gradients(critic: Critic, inputs: Tensor) -> Tensor:
+    """d sum(D(x)) / dx per sample, flattened to (N, -1), kept in the graph so the penalty trains D."""
+    inputs = inputs.detach().requires_grad_(True)
+    (grads,) = torch.autograd.grad(critic(inputs).sum(), inputs, create_graph=True)
+    return grads.flatten(1)
+
+
+def gradient_penalty(critic: Critic, real: Tensor, fake: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """WGAN-GP (Gulrajani et al. 2017): E[(|grad D(x_hat)| - 1)^2] on random interpolates of real and fake."""
+    shape = (real.shape[0],) + (1,) * (real.dim() - 1)
+    alpha = torch.rand(shape, device=real.device, dtype=real.dtype, generator=generator)
+    interpolates = alpha * real.detach() + (1 - alpha) * fake.detach()
+    return (_input_gradients(critic, interpolates).norm(dim=1) - 1).pow(2).mean()
+
+
+def r1_penalty(critic: Critic, real: Tensor) -> Tensor:
+    """R1 (Mescheder et al. 2018): E[|grad D(x)|^2] on real data; the caller scales it by gamma / 2."""
+    return _input_gradients(critic, real).pow(2).sum(dim=1).mean()
+
+
+def instance_noise_std(initial_std: float, anneal_steps: int, step: int) -> float:
+    """Noise std at `step`: constant when anneal_steps is 0, else falling linearly to 0."""
+    if anneal_steps == 0:
+        return initial_std
+    return initial_std * max(0.0, 1.0 - step / anneal_steps)
+
+
+def add_instance_noise(x: Tensor, std: float, generator: torch.Generator | None = None) -> Tensor:
+    """Blur the supports of real and fake so D cannot separate them perfectly (Sonderby et al. 2016)."""
+    if std == 0:
+        return x
+    return x + std * torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
+
+
+@torch.no_grad()
+def clip_weights(module: nn.Module, limit: float) -> None:
+    """The original WGAN's crude Lipschitz constraint: every parameter of D into [-limit, limit]."""
+    for param in module.parameters():
+        param.clamp_(-limit, limit)

@@ -1,0 +1,112 @@
+"""A run is a folder: config.yaml, checkpoints/, samples/, metrics.jsonl, loss.png.
+
+This module knows that layout and turns a run folder (or one checkpoint file) back into models,
+without the dataset: a checkpoint carries its config, sample shape and class count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from gankit.config import Config, from_dict
+from gankit.errors import CheckpointError
+from gankit.models import build_models
+from gankit.training import checkpoint as ckpt
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def samples(self) -> Path:
+        return self.root / "samples"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def loss_plot(self) -> Path:
+        return self.root / "loss.png"
+
+
+def _checkpoint_file(run_or_checkpoint: str | Path, which: str) -> Path:
+    path = Path(run_or_checkpoint)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise CheckpointError(f"{path} is neither a run folder nor a checkpoint file")
+    return ckpt.resolve_checkpoint(path, which)
+
+
+@dataclass
+class LoadedRun:
+    """What a checkpoint holds, rebuilt: the config, the models and the training state."""
+
+    path: Path
+    config: Config
+    state: dict[str, Any]
+    generator: nn.Module
+    discriminator: nn.Module
+    has_ema: bool
+
+
+def open_checkpoint(run_or_checkpoint: str | Path, checkpoint: str = "last", device: str | torch.device = "cpu", ema: bool = True) -> LoadedRun:
+    """Rebuild G (the EMA weights when present and `ema`) and D from a run folder or checkpoint file."""
+    path = _checkpoint_file(run_or_checkpoint, checkpoint)
+    tensors, state = ckpt.load_checkpoint(path, device)
+    if "config" not in state or "sample_shape" not in state:
+        raise CheckpointError(f"{path} lacks the gankit state (config, sample shape); it was not written by gankit train")
+    config = from_dict(state["config"])
+    generator, discriminator = build_models(config.model, config.stabilizers, tuple(state["sample_shape"]), state.get("num_classes"))
+    has_ema = any(name.startswith("G_ema.") for name in tensors)
+    g_prefix = "G_ema." if ema and has_ema else "G."
+    try:
+        generator.load_state_dict({k[len(g_prefix) :]: v for k, v in tensors.items() if k.startswith(g_prefix)})
+        discriminator.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("D.")})
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: weights do not fit the model in its own config ({str(err).splitlines()[0]})") from None
+    return LoadedRun(path, config, state, generator.to(device).eval(), discriminator.to(device).eval(), has_ema)
+
+
+def load(run_or_checkpoint: str | Path, checkpoint: str = "last", device: str | torch.device = "cpu", ema: bool = True) -> nn.Module:
+    """The trained generator, in eval mode: G(z[, labels]) -> samples in [-1, 1]."""
+    return open_checkpoint(run_or_checkpoint, checkpoint, device, ema).generator
+
+
+def info(run_dir: str | Path) -> dict[str, Any]:
+    """A summary of a run folder: model, data, progress and its checkpoints."""
+    paths = RunPaths(Path(run_dir))
+    loaded = open_checkpoint(paths.root)
+    config, state = loaded.config, loaded.state
+    return {
+        "run": str(paths.root),
+        "name": config.name,
+        "model": config.model.name + (" (conditional)" if config.model.conditional else ""),
+        "loss": config.loss.name,
+        "dataset": config.data.dataset,
+        "sample_shape": state["sample_shape"],
+        "num_classes": state.get("num_classes"),
+        "step": state["step"],
+        "epoch": state["epoch"],
+        "epochs_planned": config.train.epochs,
+        "ema": loaded.has_ema,
+        "g_parameters": sum(p.numel() for p in loaded.generator.parameters()),
+        "d_parameters": sum(p.numel() for p in loaded.discriminator.parameters()),
+        "checkpoints": [p.name for p in ckpt.list_checkpoints(paths.checkpoints)],
+        "last_checkpoint": str(loaded.path),
+    }

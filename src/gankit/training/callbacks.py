@@ -1,0 +1,74 @@
+"""The run folder's outputs, written on the trainer's schedule: metrics.jsonl, sample grids, plots, progress."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from gankit.report.plots import plot_losses, read_metrics, save_samples
+from gankit.training.trainer import Callback, Trainer
+
+
+class MetricsLog(Callback):
+    """One JSON object per log line; on resume, lines past the restored step are dropped."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        kept = [r for r in read_metrics(self.path) if r["step"] <= trainer.step]
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+    def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+class SampleGrids(Callback):
+    """Samples from fixed noise after every epoch and at the end, so progress can be seen."""
+
+    def __init__(self, directory: Path, modes: torch.Tensor | None = None):
+        self.directory = directory
+        self.modes = modes
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        self._save(trainer, f"epoch-{trainer.epoch:03d}.png", f"epoch {trainer.epoch}")
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        self._save(trainer, "final.png", f"step {trainer.step}")
+
+    def _save(self, trainer: Trainer, name: str, title: str) -> None:
+        save_samples(trainer.fixed_samples(), self.directory / name, self.modes, title)
+
+
+class LossPlot(Callback):
+    def __init__(self, metrics_path: Path, out_path: Path):
+        self.metrics_path = metrics_path
+        self.out_path = out_path
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        plot_losses(self.metrics_path, self.out_path)
+
+    on_train_end = on_epoch_end
+
+
+class ProgressBar(Callback):
+    """A bar with ETA and the latest losses; tqdm hides it when output is not a terminal."""
+
+    def __init__(self, enabled: bool | None = None):
+        self.disable = None if enabled is None else not enabled
+        self.bar: tqdm | None = None
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self.bar = tqdm(total=trainer.end_step, initial=trainer.step, unit="step", disable=self.disable, dynamic_ncols=True)
+
+    def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        self.bar.update(record["step"] - self.bar.n)
+        self.bar.set_postfix(epoch=record["epoch"], d_loss=f"{record['d_loss']:.3f}", g_loss=f"{record['g_loss']:.3f}", refresh=False)
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        self.bar.close()

@@ -1,0 +1,126 @@
+"""Checkpoints: one safetensors file per step, tensors plus a JSON state, written atomically.
+
+Nothing here unpickles: weights, optimizer moments and RNG states are tensors in the
+safetensors body; step counters, optimizer hyper-parameters and shapes are JSON in its
+metadata. A file is written under a temporary name, flushed to disk, then renamed, so a crash
+leaves either the previous checkpoint set or the new one, never a broken file under a real name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from gankit.errors import CheckpointError
+
+STEP_FILE = re.compile(r"^step-(\d{8})\.safetensors$")
+BEST_NAME = "best.safetensors"
+STATE_KEY = "gankit_state"
+
+
+def step_path(directory: Path, step: int) -> Path:
+    return directory / f"step-{step:08d}.safetensors"
+
+
+def list_checkpoints(directory: Path) -> list[Path]:
+    """Complete step checkpoints, oldest first (temporary files are never listed)."""
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if STEP_FILE.match(p.name))
+
+
+def write_atomically(path: Path, payload: bytes) -> None:
+    """Write bytes under a temporary name in the same folder, fsync, rename over `path`."""
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"could not write {path}: {err.strerror or err}; the previous checkpoint is untouched") from None
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+    body = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
+    write_atomically(path, save_safetensors(body, metadata={STATE_KEY: json.dumps(state)}))
+
+
+def prune_checkpoints(directory: Path, keep: int) -> None:
+    for old in list_checkpoints(directory)[:-keep]:
+        old.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint without unpickling; a truncated or foreign file is a CheckpointError."""
+    try:
+        payload = Path(path).read_bytes()
+    except OSError as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror or err}") from None
+    try:
+        tensors = load_safetensors(payload)
+        metadata = _read_metadata(payload)
+        state = json.loads(metadata[STATE_KEY])
+    except (SafetensorError, KeyError, ValueError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path} is not a complete gankit checkpoint ({type(err).__name__}: {err}); it may be truncated or from another tool") from None
+    return {name: t.to(device) for name, t in tensors.items()}, state
+
+
+def _read_metadata(payload: bytes) -> dict[str, str]:
+    header_len = int.from_bytes(payload[:8], "little")
+    return json.loads(payload[8 : 8 + header_len]).get("__metadata__", {})
+
+
+def resolve_checkpoint(run_dir: Path, which: str = "last") -> Path:
+    """'last', 'best' or a path, turned into an existing checkpoint file."""
+    directory = Path(run_dir) / "checkpoints"
+    if which == "last":
+        found = list_checkpoints(directory)
+        if not found:
+            raise CheckpointError(f"{run_dir} has no checkpoints; is it a gankit run folder that finished at least one save?")
+        return found[-1]
+    if which == "best":
+        best = directory / BEST_NAME
+        if not best.exists():
+            raise CheckpointError(f"{run_dir} has no best checkpoint (one is kept only when training evaluates a chosen metric); use --checkpoint last")
+        return best
+    path = Path(which)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {which} not found; use last, best or a path to a .safetensors file")
+    return path
+
+
+def flatten_optimizer(prefix: str, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+    """Split an optimizer's state_dict into tensors (per-parameter moments) and JSON (hyper-parameters)."""
+    state_dict = optimizer.state_dict()
+    tensors = {
+        f"{prefix}.{index}.{key}": value
+        for index, slots in state_dict["state"].items()
+        for key, value in slots.items()
+    }
+    return tensors, state_dict["param_groups"]
+
+
+def restore_optimizer(prefix: str, optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], param_groups: list[dict[str, Any]]) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        if name.startswith(prefix + "."):
+            index, key = name[len(prefix) + 1 :].split(".", 1)
+            state.setdefault(int(index), {})[key] = value
+    groups = [{k: tuple(v) if k == "betas" else v for k, v in group.items()} for group in param_groups]
+    optimizer.load_state_dict({"state": state, "param_groups": groups})

@@ -1,0 +1,309 @@
+"""The training loop: D steps then a G step, repeated; logging, samples and plots hang off callbacks.
+
+The trainer knows the objective only through `d_loss`/`g_loss` and the models only through
+their contracts (G: z[, y] -> samples; D: samples[, y] -> scores). All randomness flows from
+`train.seed` through generators whose state is checkpointed, and the data order of an epoch is
+a function of (seed, epoch), so a resumed run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+import gankit
+from gankit.config import Config
+from gankit.data import Dataset, to_model_range
+from gankit.errors import CheckpointError, DataError, GankitError, TrainingDiverged
+from gankit.losses import build_objective
+from gankit.models import build_models
+from gankit.regularizers import add_instance_noise, clip_weights, gradient_penalty, instance_noise_std, r1_penalty
+from gankit.training import checkpoint as ckpt
+from gankit.training.ema import EMA
+
+STAT_NAMES = ("d_loss", "g_loss", "d_real", "d_fake")
+TOY_SAMPLE_COUNT = 2500  # the mode-collapse literature's evaluation size
+
+
+class Callback:
+    """Something done on a schedule around the loop; override the moments you need."""
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        pass
+
+    def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        pass
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        pass
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        pass
+
+
+def build_optimizer(params, lr: float, config: Config) -> torch.optim.Optimizer:
+    if config.optim.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr)
+    return torch.optim.Adam(params, lr=lr, betas=(config.optim.beta1, config.optim.beta2))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise GankitError("--device cuda was asked for but this torch build sees no CUDA device; use --device cpu or install the CUDA build (README)")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise GankitError(f"unknown device {name!r}; use cpu, cuda or auto")
+    return torch.device(name)
+
+
+@dataclass
+class _Window:
+    """Running sums since the last log line, kept on the device so no step waits for the host."""
+
+    sums: Tensor
+    steps: int = 0
+    images: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+
+class Trainer:
+    def __init__(self, config: Config, dataset: Dataset, device: torch.device):
+        self.config = config
+        self.device = device
+        train, stab = config.train, config.stabilizers
+        torch.use_deterministic_algorithms(train.deterministic)
+        torch.manual_seed(train.seed)
+        self.data = dataset.to(device)
+        self.batches_per_epoch = len(dataset) // train.batch_size
+        if self.batches_per_epoch == 0:
+            raise DataError(f"dataset {dataset.name} has {len(dataset)} samples, fewer than train.batch_size={train.batch_size}; lower the batch size")
+        self.total_steps = max(1, train.epochs * self.batches_per_epoch // stab.n_critic)
+        self.G, self.D = (model.to(device) for model in build_models(config.model, stab, dataset.sample_shape, dataset.num_classes))
+        self.objective = build_objective(config.loss.name, self.D.score_space, stab.label_smoothing)
+        self.opt_g = build_optimizer(self.G.parameters(), config.optim.lr_g, config)
+        self.opt_d = build_optimizer(self.D.parameters(), config.optim.lr_d, config)
+        self.ema = EMA(self.G, stab.ema_decay) if stab.ema_decay > 0 else None
+        self.noise = torch.Generator(device).manual_seed(train.seed + 1)
+        self.step = 0
+        self.end_step = self.total_steps
+        self._epoch_order: tuple[int, Tensor] | None = None
+        self.fixed_z, self.fixed_labels = self._fixed_inputs()
+        self._window = self._new_window()
+
+    # --- what the callbacks read -------------------------------------------------------------
+    @property
+    def epoch(self) -> int:
+        """Completed passes over the data (in D batches)."""
+        return self.step * self.config.stabilizers.n_critic // self.batches_per_epoch
+
+    @property
+    def sampler(self) -> nn.Module:
+        """The generator to draw samples from: the EMA copy when there is one."""
+        return self.ema.shadow if self.ema else self.G
+
+    @torch.no_grad()
+    def fixed_samples(self) -> Tensor:
+        """Samples from the fixed noise, so pictures at different epochs are comparable."""
+        sampler = self.sampler
+        was_training = sampler.training
+        sampler.eval()
+        samples = sampler(self.fixed_z, self.fixed_labels)
+        sampler.train(was_training)
+        return samples
+
+    # --- one step ----------------------------------------------------------------------------
+    def train_step(self) -> None:
+        n_critic = self.config.stabilizers.n_critic
+        for repeat in range(n_critic):
+            batch_index = self.step * n_critic + repeat
+            real, labels = self._real_batch(batch_index)
+            d_loss, d_real, d_fake = self._d_step(real, labels, batch_index)
+        g_loss = self._g_step(labels)
+        self.step += 1
+        self._window.sums += torch.stack([d_loss, g_loss, d_real, d_fake])
+        self._window.steps += 1
+        self._window.images += n_critic * self.config.train.batch_size
+
+    def _noise_std(self) -> float:
+        stab = self.config.stabilizers
+        return instance_noise_std(stab.instance_noise, stab.instance_noise_anneal_steps, self.step)
+
+    def _d_step(self, real: Tensor, labels: Tensor | None, batch_index: int) -> tuple[Tensor, Tensor, Tensor]:
+        stab = self.config.stabilizers
+        std = self._noise_std()
+        with torch.no_grad():
+            fake = self.G(self._sample_z(real.shape[0]), labels)
+        real_in = add_instance_noise(real, std, self.noise)
+        fake_in = add_instance_noise(fake, std, self.noise)
+        real_scores, fake_scores = self.D(real_in, labels), self.D(fake_in, labels)
+        loss = self.objective.d_loss(real_scores, fake_scores)
+        total = loss
+
+        def critic(x: Tensor) -> Tensor:
+            return self.D(x, labels)
+
+        if stab.gradient_penalty:
+            total = total + stab.gradient_penalty * gradient_penalty(critic, real_in, fake_in, self.noise)
+        if stab.r1 and batch_index % stab.r1_every == 0:
+            total = total + 0.5 * stab.r1 * stab.r1_every * r1_penalty(critic, real_in)
+        self.opt_d.zero_grad(set_to_none=True)
+        total.backward()
+        self.opt_d.step()
+        if stab.weight_clip:
+            clip_weights(self.D, stab.weight_clip)
+        read_out = self.objective.read_out
+        return loss.detach(), read_out(real_scores.detach()).mean(), read_out(fake_scores.detach()).mean()
+
+    def _g_step(self, labels: Tensor | None) -> Tensor:
+        batch = self.config.train.batch_size
+        self.D.requires_grad_(False)
+        fake = self.G(self._sample_z(batch), labels)
+        loss = self.objective.g_loss(self.D(add_instance_noise(fake, self._noise_std(), self.noise), labels))
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+        self.D.requires_grad_(True)
+        if self.ema:
+            self.ema.update(self.G)
+        return loss.detach()
+
+    def _sample_z(self, count: int) -> Tensor:
+        return torch.randn(count, self.G.z_dim, device=self.device, generator=self.noise)
+
+    def _real_batch(self, batch_index: int) -> tuple[Tensor, Tensor | None]:
+        """Batch `batch_index` of the run: slice `position` of epoch `epoch`'s fixed permutation."""
+        epoch, position = divmod(batch_index, self.batches_per_epoch)
+        if self._epoch_order is None or self._epoch_order[0] != epoch:
+            order_rng = torch.Generator().manual_seed(self.config.train.seed * 1_000_003 + epoch)
+            self._epoch_order = (epoch, torch.randperm(len(self.data), generator=order_rng).to(self.device))
+        size = self.config.train.batch_size
+        indices = self._epoch_order[1][position * size : (position + 1) * size]
+        labels = self.data.labels[indices] if self.G.num_classes else None
+        return to_model_range(self.data.samples[indices]), labels
+
+    def _fixed_inputs(self) -> tuple[Tensor, Tensor | None]:
+        count = TOY_SAMPLE_COUNT if len(self.data.sample_shape) == 1 else self.config.train.sample_grid
+        rng = torch.Generator(self.device).manual_seed(self.config.train.seed + 2)
+        z = torch.randn(count, self.G.z_dim, device=self.device, generator=rng)
+        labels = torch.arange(count, device=self.device) % self.G.num_classes if self.G.num_classes else None
+        return z, labels
+
+    # --- the loop ----------------------------------------------------------------------------
+    def fit(self, run_dir: Path, callbacks: list[Callback], max_steps: int | None = None) -> None:
+        """Train until the configured epochs (or `max_steps` in all) are done, checkpointing on the way."""
+        train = self.config.train
+        self.end_step = end = self.total_steps if max_steps is None else min(self.total_steps, max_steps)
+        for callback in callbacks:
+            callback.on_train_start(self)
+        self._window = self._new_window()
+        while self.step < end:
+            epoch_before = self.epoch
+            self.train_step()
+            epoch_done = self.epoch != epoch_before
+            save_due = (train.checkpoint_every and self.step % train.checkpoint_every == 0) or (not train.checkpoint_every and epoch_done)
+            finished = self.step == end
+            if self.step % train.log_every == 0 or epoch_done or save_due or finished:
+                record = self._close_window()
+                for callback in callbacks:
+                    callback.on_log(self, record)
+            if epoch_done:
+                for callback in callbacks:
+                    callback.on_epoch_end(self)
+            if save_due or finished:
+                self.save(run_dir / "checkpoints")
+        for callback in callbacks:
+            callback.on_train_end(self)
+
+    def _new_window(self) -> _Window:
+        return _Window(sums=torch.zeros(len(STAT_NAMES), device=self.device))
+
+    def _close_window(self) -> dict[str, Any]:
+        """Average the window's stats (one host sync), refuse NaN/Inf, start a new window."""
+        window = self._window
+        means = (window.sums / max(window.steps, 1)).tolist()
+        elapsed = time.perf_counter() - window.started
+        record: dict[str, Any] = {"step": self.step, "epoch": self.epoch, **dict(zip(STAT_NAMES, means))}
+        record["g_grad_norm"] = _grad_norm(self.G)
+        record["d_grad_norm"] = _grad_norm(self.D)
+        record["images_per_s"] = window.images / elapsed if elapsed > 0 else 0.0
+        self._window = self._new_window()
+        if not all(map(math.isfinite, means)):
+            raise TrainingDiverged(
+                f"training diverged by step {self.step}: d_loss={means[0]}, g_loss={means[1]}; the last good checkpoint is kept. "
+                "Lower optim.lr_g/lr_d or add a stabilizer (stabilizers.spectral_norm=true, stabilizers.r1=10)"
+            )
+        return record
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def save(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, module in (("G", self.G), ("D", self.D)):
+            if not all(torch.isfinite(p).all() for p in module.parameters()):
+                raise TrainingDiverged(f"{name}'s weights hold NaN/Inf at step {self.step}; not saving them, the last good checkpoint is kept")
+        tensors, state = self._state()
+        path = ckpt.step_path(directory, self.step)
+        ckpt.save_checkpoint(path, tensors, state)
+        ckpt.prune_checkpoints(directory, self.config.train.keep_checkpoints)
+        return path
+
+    def _state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        tensors = {f"G.{k}": v for k, v in self.G.state_dict().items()}
+        tensors |= {f"D.{k}": v for k, v in self.D.state_dict().items()}
+        if self.ema:
+            tensors |= {f"G_ema.{k}": v for k, v in self.ema.shadow.state_dict().items()}
+        opt_g_tensors, opt_g_groups = ckpt.flatten_optimizer("opt_g", self.opt_g)
+        opt_d_tensors, opt_d_groups = ckpt.flatten_optimizer("opt_d", self.opt_d)
+        tensors |= opt_g_tensors | opt_d_tensors
+        tensors["rng.torch"] = torch.get_rng_state()
+        tensors["rng.noise"] = self.noise.get_state()
+        if self.device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        state = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "sample_shape": list(self.data.sample_shape),
+            "num_classes": self.data.num_classes,
+            "config": self.config.model_dump(mode="json"),
+            "opt_g_groups": opt_g_groups,
+            "opt_d_groups": opt_d_groups,
+            "gankit_version": gankit.__version__,
+            "torch_version": torch.__version__,
+        }
+        return tensors, state
+
+    def restore(self, path: Path) -> None:
+        """Continue from a checkpoint: weights, EMA, optimizer moments, RNG states and the step."""
+        tensors, state = ckpt.load_checkpoint(path, self.device)
+        if list(state.get("sample_shape", [])) != list(self.data.sample_shape):
+            raise CheckpointError(f"{path} was trained on samples of shape {state.get('sample_shape')}, but the data now has {list(self.data.sample_shape)}")
+        try:
+            self.G.load_state_dict(_section(tensors, "G"))
+            self.D.load_state_dict(_section(tensors, "D"))
+            if self.ema:
+                self.ema.shadow.load_state_dict(_section(tensors, "G_ema"))
+            ckpt.restore_optimizer("opt_g", self.opt_g, tensors, state["opt_g_groups"])
+            ckpt.restore_optimizer("opt_d", self.opt_d, tensors, state["opt_d_groups"])
+        except (RuntimeError, KeyError, ValueError) as err:
+            raise CheckpointError(f"{path} does not fit the configured models: {str(err).splitlines()[0]}") from None
+        torch.set_rng_state(tensors["rng.torch"].cpu())
+        self.noise.set_state(tensors["rng.noise"].cpu())
+        if "rng.cuda" in tensors and self.device.type == "cuda":
+            torch.cuda.set_rng_state(tensors["rng.cuda"].cpu(), self.device)
+        self.step = int(state["step"])
+
+
+def _section(tensors: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    start = prefix + "."
+    return {k[len(start) :]: v for k, v in tensors.items() if k.startswith(start)}
+
+
+def _grad_norm(module: nn.Module) -> float:
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    return float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0

@@ -1,0 +1,43 @@
+import pytest
+import torch
+
+from gankit.regularizers import add_instance_noise, clip_weights, gradient_penalty, instance_noise_std, r1_penalty
+
+
+def test_gradient_penalty_of_a_linear_critic():
+    weight = torch.tensor([1.2, 1.6])  # |w| = 2, so |grad| = 2 everywhere and the penalty is (2 - 1)^2
+    critic = lambda x: x @ weight  # noqa: E731
+    real, fake = torch.randn(32, 2), torch.randn(32, 2)
+    assert gradient_penalty(critic, real, fake).item() == pytest.approx(1.0)
+
+
+def test_gradient_penalty_trains_the_critic():
+    weight = torch.tensor([1.2, 1.6], requires_grad=True)
+    penalty = gradient_penalty(lambda x: x @ weight, torch.randn(8, 2), torch.randn(8, 2))
+    penalty.backward()
+    # d/dw (|w| - 1)^2 = 2 (|w| - 1) w / |w| = w
+    assert torch.allclose(weight.grad, weight.detach(), atol=1e-6)
+
+
+def test_r1_penalty_of_a_quadratic_critic():
+    real = torch.randn(16, 3, 4, 4)
+    # D(x) = sum x^2 -> grad 2x -> |grad|^2 = 4 |x|^2
+    expected = (4 * real.flatten(1).pow(2).sum(1)).mean()
+    assert r1_penalty(lambda x: x.pow(2).flatten(1).sum(1), real).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_instance_noise_schedule_and_application():
+    assert instance_noise_std(0.2, 0, 10_000) == 0.2
+    assert instance_noise_std(0.2, 100, 50) == pytest.approx(0.1)
+    assert instance_noise_std(0.2, 100, 150) == 0.0
+    x = torch.zeros(10_000)
+    assert add_instance_noise(x, 0.0) is x
+    assert add_instance_noise(x, 0.5).std().item() == pytest.approx(0.5, rel=0.05)
+
+
+def test_clip_weights():
+    layer = torch.nn.Linear(4, 4)
+    with torch.no_grad():
+        layer.weight.mul_(100)
+    clip_weights(layer, 0.01)
+    assert layer.weight.abs().max().item() <= 0.01 and layer.bias.abs().max().item() <= 0.01

@@ -1,0 +1,141 @@
+"""The trainer does what it promises: it learns, resumes exactly, and refuses to save garbage."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gankit.config import load_config
+from gankit.data import save_npz
+from gankit.data.toy import toy_modes
+from gankit.errors import GankitError, TrainingDiverged
+from gankit.losses import Objective
+from gankit.runs import load, open_checkpoint
+from gankit.training import checkpoint as ckpt
+from gankit.training.run import train
+
+
+def modes_captured(samples: torch.Tensor, name: str) -> tuple[int, float]:
+    """(modes with at least one sample within 3 std of their centre, fraction of such samples)."""
+    centres, std = toy_modes(name)
+    distances = torch.cdist(samples, centres)
+    nearest = distances.min(dim=1)
+    good = nearest.values < 3 * std
+    return len(set(nearest.indices[good].tolist())), good.float().mean().item()
+
+
+def test_gan_learns_the_ring(tmp_path):
+    """A small GAN trained for a few seconds on toy:ring8 covers most of the 8 modes."""
+    result = train(
+        "configs/toy-ring8.yaml",
+        tmp_path / "ring",
+        overrides=["train.epochs=2", "data.toy_samples=76800", "train.seed=1"],  # 600 steps
+        progress=False,
+    )
+    generator = load(result.run_dir)
+    with torch.no_grad():
+        samples = generator(torch.randn(2500, generator.z_dim, generator=torch.Generator().manual_seed(0)))
+    captured, quality = modes_captured(samples, "ring8")
+    assert captured >= 6, f"only {captured}/8 modes captured ({quality:.1%} high-quality samples)"
+
+
+def tiny_images(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "tiny.npz"
+    save_npz(path, rng.integers(0, 256, (96, 1, 28, 28), dtype=np.uint8), rng.integers(0, 3, 96))
+    return f"npz:{path}"
+
+
+RESUME_CASES = {
+    # dropout, instance noise (annealed), GP, EMA and n_critic all draw on checkpointed RNG state
+    "toy-wgan-gp": ["data.dataset=toy:ring8", "data.toy_samples=512", "model.name=mlp-toy", "model.z_dim=2",
+                    "model.width=32", "loss.name=wgan-gp", "stabilizers.n_critic=2", "stabilizers.d_dropout=0.2",
+                    "stabilizers.instance_noise=0.1", "stabilizers.instance_noise_anneal_steps=20", "stabilizers.ema_decay=0.9",
+                    "train.batch_size=32", "train.epochs=4"],
+    # batch-norm buffers, conditional embedding/projection, label smoothing, R1
+    "dcgan-conditional": ["model.name=dcgan", "model.width=8", "model.z_dim=16", "model.conditional=true",
+                          "stabilizers.label_smoothing=0.1", "stabilizers.r1=1", "stabilizers.r1_every=2",
+                          "train.batch_size=16", "train.epochs=2"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(RESUME_CASES))
+def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, case):
+    overrides = ["train.deterministic=true", "train.log_every=3", "train.checkpoint_every=4", *RESUME_CASES[case]]
+    if case == "dcgan-conditional":
+        overrides.append(f"data.dataset={tiny_images(tmp_path)}")
+    straight = train("configs/dcgan-fashion.yaml", tmp_path / "straight", overrides=overrides, progress=False)
+
+    cut = train("configs/dcgan-fashion.yaml", tmp_path / "cut", overrides=overrides, max_steps=7, progress=False)
+    assert cut.step == 7 < straight.step
+    resumed = train(resume=tmp_path / "cut", progress=False)
+    assert resumed.step == straight.step
+
+    expected, _ = ckpt.load_checkpoint(straight.checkpoint)
+    got, _ = ckpt.load_checkpoint(resumed.checkpoint)
+    assert expected.keys() == got.keys()
+    different = [name for name in expected if not torch.equal(expected[name], got[name])]
+    assert not different, f"tensors differ after resume: {different[:5]}"
+    steps = [json.loads(line)["step"] for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)), "metrics.jsonl repeats steps after resume"
+
+
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    overrides = ["train.epochs=1", "data.toy_samples=2048", "train.checkpoint_every=2", "train.log_every=1"]
+    result = train("configs/toy-ring8.yaml", tmp_path / "ok", overrides=overrides, max_steps=4, progress=False)
+    good = ckpt.list_checkpoints(result.run_dir / "checkpoints")
+
+    nan = Objective(d_loss=lambda real, fake: real.mean() * float("nan"), g_loss=lambda fake: fake.mean(), read_out=lambda s: s)
+    monkeypatch.setattr("gankit.training.trainer.build_objective", lambda *args, **kwargs: nan)
+    with pytest.raises(TrainingDiverged, match="diverged by step 5.*last good checkpoint"):
+        train(resume=result.run_dir, progress=False)
+    assert ckpt.list_checkpoints(result.run_dir / "checkpoints") == good
+    assert open_checkpoint(result.run_dir).state["step"] == 4
+
+
+def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
+    overrides = ["train.epochs=1", "data.toy_samples=2048", "train.checkpoint_every=2"]
+    result = train("configs/toy-ring8.yaml", tmp_path / "run", overrides=overrides, max_steps=2, progress=False)
+    before = result.checkpoint.read_bytes()
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("gankit.training.checkpoint.os.replace", disk_full)
+    with pytest.raises(GankitError, match="No space left on device; the previous checkpoint is untouched"):
+        train(resume=result.run_dir, max_steps=4, progress=False)
+    assert ckpt.list_checkpoints(result.run_dir / "checkpoints") == [result.checkpoint]
+    assert result.checkpoint.read_bytes() == before
+    assert not [p for p in (result.run_dir / "checkpoints").iterdir() if p.name.startswith(".tmp")]
+
+
+def test_truncated_checkpoint_is_reported(tmp_path):
+    result = train("configs/toy-ring8.yaml", tmp_path / "run", overrides=["data.toy_samples=1024"], max_steps=2, progress=False)
+    data = result.checkpoint.read_bytes()
+    result.checkpoint.write_bytes(data[: len(data) // 2])
+    with pytest.raises(GankitError, match="not a complete gankit checkpoint"):
+        load(result.run_dir)
+
+
+def test_new_run_refuses_an_existing_run_folder(tmp_path):
+    train("configs/toy-ring8.yaml", tmp_path / "run", overrides=["data.toy_samples=1024"], max_steps=1, progress=False)
+    with pytest.raises(GankitError, match="already holds a run; continue it with --resume"):
+        train("configs/toy-ring8.yaml", tmp_path / "run", overrides=["data.toy_samples=1024"], max_steps=1, progress=False)
+
+
+def test_run_folder_layout_and_metrics(tmp_path):
+    overrides = [f"data.dataset={tiny_images(tmp_path)}", "train.batch_size=32", "train.epochs=2", "train.log_every=2"]
+    result = train("configs/reference-fashion.yaml", tmp_path / "run", overrides=overrides, progress=False)
+    run = result.run_dir
+    assert result.step == 6  # 96 images / 32 = 3 steps per epoch
+    assert load_config(run / "config.yaml").data.dataset.startswith("npz:")
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["epoch-001.png", "epoch-002.png", "final.png"]
+    assert (run / "loss.png").stat().st_size > 1000
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 3, 4, 6]  # every 2 steps, plus each epoch end
+    for record in records:
+        assert {"step", "epoch", "d_loss", "g_loss", "d_real", "d_fake", "g_grad_norm", "d_grad_norm", "images_per_s"} <= record.keys()
+        assert 0 < record["d_real"] < 1 and 0 < record["d_fake"] < 1  # probabilities from the Sigmoid D
+        assert record["images_per_s"] > 0 and record["g_grad_norm"] > 0
+    assert [p.name for p in ckpt.list_checkpoints(run / "checkpoints")] == ["step-00000003.safetensors", "step-00000006.safetensors"]
