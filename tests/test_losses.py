@@ -100,3 +100,14 @@ def test_read_out_is_probability_for_bce_and_raw_otherwise():
 def test_probability_space_refused_for_non_bce_losses():
     with pytest.raises(ValueError, match="Sigmoid"):
         build_objective("wgan", "probabilities")
+
+
+def test_probability_space_survives_a_saturated_sigmoid():
+    """A Sigmoid D that outputs exactly 0 or 1 (float32 saturates near |logit| 17) gives finite losses and gradients."""
+    for name in ("minimax", "non-saturating"):
+        objective = build_objective(name, "probabilities")
+        real = torch.tensor([1.0, 0.0, 0.5], requires_grad=True)
+        fake = torch.tensor([0.0, 1.0, 0.5], requires_grad=True)
+        loss = objective.d_loss(real, fake) + objective.g_loss(fake)
+        loss.backward()
+        assert torch.isfinite(loss) and torch.isfinite(real.grad).all() and torch.isfinite(fake.grad).all()

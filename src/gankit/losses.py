@@ -19,17 +19,18 @@ ScoreSpace = str  # "logits" | "probabilities"
 
 
 def log_d(scores: Tensor, space: ScoreSpace) -> Tensor:
-    """log D(x); for probabilities clamped at -100 like nn.BCELoss, so a saturated D stays finite."""
+    """log D(x). Probabilities go through nn.BCELoss's kernel: its log is clamped at -100 and its
+    gradient stays finite when D outputs exactly 0 or 1, where log(p).clamp() would give NaN."""
     if space == "logits":
         return F.logsigmoid(scores)
-    return torch.log(scores).clamp(min=-100)
+    return -F.binary_cross_entropy(scores, torch.ones_like(scores), reduction="none")
 
 
 def log_one_minus_d(scores: Tensor, space: ScoreSpace) -> Tensor:
     """log(1 - D(x)), computed without forming 1 - sigmoid (which rounds to 0) for logits."""
     if space == "logits":
         return F.logsigmoid(-scores)
-    return torch.log1p(-scores).clamp(min=-100)
+    return -F.binary_cross_entropy(scores, torch.zeros_like(scores), reduction="none")
 
 
 def bce_d_loss(real: Tensor, fake: Tensor, space: ScoreSpace = "logits", real_target: float = 1.0) -> Tensor:
