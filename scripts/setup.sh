@@ -17,8 +17,8 @@ wanted=$(cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
     echo "setup: installing pinned dependencies into .venv (first run takes a minute or two)" >&2
     "$python" -m venv .venv
-    .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.lock
-    .venv/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
+    .venv/bin/pip install -qq --disable-pip-version-check -r requirements.lock
+    .venv/bin/pip install -qq --disable-pip-version-check --no-deps -e .
     echo "$wanted" > "$stamp"
 fi
 

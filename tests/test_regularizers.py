@@ -41,3 +41,18 @@ def test_clip_weights():
         layer.weight.mul_(100)
     clip_weights(layer, 0.01)
     assert layer.weight.abs().max().item() <= 0.01 and layer.bias.abs().max().item() <= 0.01
+
+
+def test_ema_ramps_up_then_trails_by_its_decay():
+    from gankit.training.ema import EMA
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    ema = EMA(model, decay=0.999)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(model, step=0)  # decay (1 + 0) / (10 + 0) = 0.1: mostly the new weights
+    assert ema.shadow.weight.item() == pytest.approx(0.9)
+    assert ema.decay_at(10_000) == 0.999 and ema.decay_at(10) == pytest.approx(11 / 20)
+    assert not ema.shadow.weight.requires_grad

@@ -17,7 +17,8 @@ def _train(args: argparse.Namespace) -> None:
         raise GankitError("give either --config (a new run) or --resume RUN_DIR (continue one), not both")
     if not args.resume and not args.config:
         raise GankitError("give --config PRESET_OR_YAML for a new run, or --resume RUN_DIR")
-    result = train(args.config, args.out, overrides=args.overrides, resume=args.resume, max_steps=args.max_steps, device=args.device)
+    overrides = args.overrides + ([f"data.data_dir={args.data_dir}"] if args.data_dir else [])
+    result = train(args.config, args.out, overrides=overrides, resume=args.resume, max_steps=args.max_steps, device=args.device)
     print(f"run folder:   {result.run_dir}")
     print(f"samples:      {result.samples}")
     print(f"loss plot:    {result.loss_plot}")
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.epochs=3 loss.name=hinge")
     train.add_argument("--out", help="run folder (default runs/NAME-TIMESTAMP)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in this folder from its last checkpoint")
+    train.add_argument("--data-dir", help="folder searched first for named datasets (same as data.data_dir=DIR)")
     train.add_argument("--max-steps", type=_positive_int, help="stop after this many steps in all")
     train.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     train.set_defaults(handler=_train)

@@ -171,7 +171,7 @@ class Trainer:
         self.opt_g.step()
         self.D.requires_grad_(True)
         if self.ema:
-            self.ema.update(self.G)
+            self.ema.update(self.G, self.step)
         return loss.detach()
 
     def _sample_z(self, count: int) -> Tensor:
