@@ -10,7 +10,7 @@ SHARED_MNIST = REPO.parent / "shared" / "datasets" / "mnist-10k"
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def mnist_10k() -> Path:
     if not (SHARED_MNIST / "train-images-idx3-ubyte.gz").exists():
         pytest.skip(f"MNIST-10k not found at {SHARED_MNIST}")

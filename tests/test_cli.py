@@ -25,7 +25,7 @@ def image_run(tmp_path_factory):
 
 
 def test_train_prints_where_things_are(image_run, capsys):
-    code = main(["train", "--config", "configs/toy-ring8.yaml", "--out", str(image_run.parent / "toy"), "--max-steps", "2", "data.toy_samples=1024"])
+    code = main(["train", "--config", "configs/toy-ring8.yaml", "--out", str(image_run.parent / "toy"), "--max-steps", "2", "data.generated_samples=1024"])
     out = capsys.readouterr().out
     assert code == 0
     for label in ("run folder:", "samples:", "loss plot:", "checkpoint:"):
@@ -84,7 +84,7 @@ def test_best_checkpoint_absent_and_unwritable_output(image_run, tmp_path, capsy
     assert "no best checkpoint" in capsys.readouterr().err
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    argv = ["train", "--config", "configs/toy-ring8.yaml", "--out", str(blocker / "run"), "data.toy_samples=1024"]
+    argv = ["train", "--config", "configs/toy-ring8.yaml", "--out", str(blocker / "run"), "data.generated_samples=1024"]
     assert main(argv) == 2
     assert "cannot create run folder" in capsys.readouterr().err
 

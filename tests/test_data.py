@@ -331,7 +331,7 @@ def test_toy_mixture_modes_and_samples(name, modes, std):
     centers, mode_std = toy_modes(name)
     assert centers.shape == (modes, 2) and mode_std == std
     assert len(torch.unique(centers.round(decimals=3), dim=0)) == modes
-    dataset = load_dataset(DataConfig(dataset=f"toy:{name}", toy_samples=5000), seed=3)
+    dataset = load_dataset(DataConfig(dataset=f"toy:{name}", generated_samples=5000), seed=3)
     assert dataset.samples.shape == (5000, 2) and dataset.samples.dtype == torch.float32
     assert dataset.num_classes == modes and dataset.labels.dtype == torch.int64
     nearest = torch.cdist(dataset.samples, centers).argmin(dim=1)
@@ -348,8 +348,8 @@ def test_ring8_is_evenly_spaced_on_the_unit_circle():
     assert torch.allclose(angles.diff(), torch.full((7,), torch.pi / 4), atol=1e-5)
 
 
-def test_toy_samples_are_reproducible_from_the_seed():
-    config = DataConfig(dataset="toy:grid25", toy_samples=100)
+def test_generated_samples_are_reproducible_from_the_seed():
+    config = DataConfig(dataset="toy:grid25", generated_samples=100)
     assert torch.equal(load_dataset(config, seed=1).samples, load_dataset(config, seed=1).samples)
     assert not torch.equal(load_dataset(config, seed=1).samples, load_dataset(config, seed=2).samples)
 

@@ -30,7 +30,7 @@ def test_gan_learns_the_ring(tmp_path):
     result = train(
         "configs/toy-ring8.yaml",
         tmp_path / "ring",
-        overrides=["train.epochs=2", "data.toy_samples=76800", "train.seed=1"],  # 600 steps
+        overrides=["train.epochs=2", "data.generated_samples=76800", "train.seed=1"],  # 600 steps
         progress=False,
     )
     generator = load(result.run_dir)
@@ -49,7 +49,7 @@ def tiny_images(tmp_path):
 
 RESUME_CASES = {
     # dropout, instance noise (annealed), GP, EMA and n_critic all draw on checkpointed RNG state
-    "toy-wgan-gp": ["data.dataset=toy:ring8", "data.toy_samples=512", "model.name=mlp-toy", "model.z_dim=2",
+    "toy-wgan-gp": ["data.dataset=toy:ring8", "data.generated_samples=512", "model.name=mlp-toy", "model.z_dim=2",
                     "model.width=32", "loss.name=wgan-gp", "stabilizers.n_critic=2", "stabilizers.d_dropout=0.2",
                     "stabilizers.instance_noise=0.1", "stabilizers.instance_noise_anneal_steps=20", "stabilizers.ema_decay=0.9",
                     "train.batch_size=32", "train.epochs=4"],
@@ -82,7 +82,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, case):
 
 
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    overrides = ["train.epochs=1", "data.toy_samples=2048", "train.checkpoint_every=2", "train.log_every=1"]
+    overrides = ["train.epochs=1", "data.generated_samples=2048", "train.checkpoint_every=2", "train.log_every=1"]
     result = train("configs/toy-ring8.yaml", tmp_path / "ok", overrides=overrides, max_steps=4, progress=False)
     good = ckpt.list_checkpoints(result.run_dir / "checkpoints")
 
@@ -95,7 +95,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypat
 
 
 def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
-    overrides = ["train.epochs=1", "data.toy_samples=2048", "train.checkpoint_every=2"]
+    overrides = ["train.epochs=1", "data.generated_samples=2048", "train.checkpoint_every=2"]
     result = train("configs/toy-ring8.yaml", tmp_path / "run", overrides=overrides, max_steps=2, progress=False)
     before = result.checkpoint.read_bytes()
 
@@ -111,7 +111,7 @@ def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
 
 
 def test_truncated_checkpoint_is_reported(tmp_path):
-    result = train("configs/toy-ring8.yaml", tmp_path / "run", overrides=["data.toy_samples=1024"], max_steps=2, progress=False)
+    result = train("configs/toy-ring8.yaml", tmp_path / "run", overrides=["data.generated_samples=1024"], max_steps=2, progress=False)
     data = result.checkpoint.read_bytes()
     result.checkpoint.write_bytes(data[: len(data) // 2])
     with pytest.raises(GankitError, match="not a complete gankit checkpoint"):
@@ -119,9 +119,9 @@ def test_truncated_checkpoint_is_reported(tmp_path):
 
 
 def test_new_run_refuses_an_existing_run_folder(tmp_path):
-    train("configs/toy-ring8.yaml", tmp_path / "run", overrides=["data.toy_samples=1024"], max_steps=1, progress=False)
+    train("configs/toy-ring8.yaml", tmp_path / "run", overrides=["data.generated_samples=1024"], max_steps=1, progress=False)
     with pytest.raises(GankitError, match="already holds a run; continue it with --resume"):
-        train("configs/toy-ring8.yaml", tmp_path / "run", overrides=["data.toy_samples=1024"], max_steps=1, progress=False)
+        train("configs/toy-ring8.yaml", tmp_path / "run", overrides=["data.generated_samples=1024"], max_steps=1, progress=False)
 
 
 def test_run_folder_layout_and_metrics(tmp_path):
@@ -142,7 +142,7 @@ def test_run_folder_layout_and_metrics(tmp_path):
 
 
 def test_same_seed_same_run_other_seed_other_run(tmp_path):
-    overrides = ["data.toy_samples=2048", "train.epochs=1", "stabilizers.d_dropout=0.1"]
+    overrides = ["data.generated_samples=2048", "train.epochs=1", "stabilizers.d_dropout=0.1"]
     runs = {name: train("configs/toy-ring8.yaml", tmp_path / name, overrides=overrides + [f"train.seed={seed}"], progress=False)
             for name, seed in (("a", 0), ("b", 0), ("c", 1))}
     a, b, c = (ckpt.load_checkpoint(runs[name].checkpoint)[0] for name in "abc")
@@ -162,7 +162,7 @@ STABILIZED = {
 
 @pytest.mark.parametrize("case", sorted(STABILIZED))
 def test_every_loss_and_stabilizer_trains(tmp_path, case):
-    overrides = ["loss.name=minimax", "data.toy_samples=4096", "train.epochs=1", "train.log_every=4", *STABILIZED[case]]
+    overrides = ["loss.name=minimax", "data.generated_samples=4096", "train.epochs=1", "train.log_every=4", *STABILIZED[case]]
     result = train("configs/toy-ring8.yaml", tmp_path / "run", overrides=overrides, progress=False)
     loaded = open_checkpoint(result.run_dir)
     records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]

@@ -1,4 +1,4 @@
-"""`gankit train|sample|info`: a thin shell over the Python API; user errors become one line and exit 2."""
+"""`gankit train|sample|eval|evaluator|info`: a thin shell over the Python API; user errors become one line and exit 2."""
 
 from __future__ import annotations
 
@@ -41,6 +41,26 @@ def _sample(args: argparse.Namespace) -> None:
         print(f"{len(samples)} samples: {write_npz(samples, labels, Path(args.npz))}")
 
 
+def _eval(args: argparse.Namespace) -> None:
+    from gankit.apps.evaluate import RunEvaluator, format_table
+    from gankit.runs import open_checkpoint
+    from gankit.training.checkpoint import write_atomically
+
+    loaded = open_checkpoint(args.run_dir, args.checkpoint)
+    result = RunEvaluator(loaded.config, args.evaluator)(loaded.generator, num_samples=args.n, seed=args.seed)
+    result |= {"checkpoint": str(loaded.path), "step": loaded.state["step"]}
+    out = Path(args.out) if args.out else (Path(args.run_dir) if Path(args.run_dir).is_dir() else Path(".")) / "eval.json"
+    write_atomically(out, (json.dumps(result, indent=2) + "\n").encode())
+    print(format_table(result))
+    print(f"written to {out}")
+
+
+def _evaluator_train(args: argparse.Namespace) -> None:
+    from gankit.metrics.evaluator import train_evaluator
+
+    train_evaluator(args.dataset, Path(args.out), epochs=args.epochs, seed=args.seed, data_dir=args.data_dir)
+
+
 def _info(args: argparse.Namespace) -> None:
     from gankit.runs import info
 
@@ -77,6 +97,25 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--checkpoint", default="last", help="last (default), best, or a checkpoint path")
     sample.add_argument("--device", default="cpu")
     sample.set_defaults(handler=_sample)
+
+    evaluate = commands.add_parser("eval", help="score a trained run (FID, KID, precision/recall, ...; modes for toys)")
+    evaluate.add_argument("run_dir", help="run folder or checkpoint file")
+    evaluate.add_argument("-n", type=_positive_int, help="generated images (default eval.num_samples, 10000)")
+    evaluate.add_argument("--checkpoint", default="last", help="last (default), best, or a checkpoint path")
+    evaluate.add_argument("--evaluator", help="fashion-mnist, mnist or a .safetensors path (default: picked by dataset)")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--out", help="where to write the JSON (default RUN_DIR/eval.json)")
+    evaluate.set_defaults(handler=_eval)
+
+    evaluator = commands.add_parser("evaluator", help="the classifiers whose features the metrics use")
+    evaluator_commands = evaluator.add_subparsers(dest="evaluator_command", required=True)
+    evaluator_train = evaluator_commands.add_parser("train", help="train an evaluator and report its held-out accuracy")
+    evaluator_train.add_argument("--dataset", required=True, help="fashion-mnist, mnist or idx:PATH (labelled 1x28x28 images)")
+    evaluator_train.add_argument("--out", required=True, help="the .safetensors file to write")
+    evaluator_train.add_argument("--epochs", type=_positive_int, default=8)
+    evaluator_train.add_argument("--seed", type=int, default=0)
+    evaluator_train.add_argument("--data-dir", help="folder searched first for named datasets")
+    evaluator_train.set_defaults(handler=_evaluator_train)
 
     info = commands.add_parser("info", help="summarize a run folder")
     info.add_argument("run_dir")

@@ -24,12 +24,14 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
-    dataset: str = Field("fashion-mnist", description="mnist, fashion-mnist, idx:PATH, folder:PATH, npz:PATH, toy:ring8, toy:grid25")
+    dataset: str = Field(
+        "fashion-mnist", description="mnist, fashion-mnist, idx:PATH, folder:PATH, npz:PATH, toy:ring8, toy:grid25, stacked-mnist[:SOURCE]"
+    )
     split: Literal["train", "test"] = Field("train", description="which split of a named dataset")
     data_dir: str | None = Field(None, description="looked in first for named datasets")
     image_size: int | None = Field(None, ge=8, le=1024, description="resize folder images to this; None keeps 64 for folders, native size otherwise")
     channels: Literal[1, 3] | None = Field(None, description="force grayscale (1) or RGB (3) for folder images")
-    toy_samples: int = Field(100_000, gt=0, description="size of a generated 2-D toy dataset")
+    generated_samples: int = Field(100_000, gt=0, description="size of a generated dataset (2-D toys, stacked-mnist)")
     download: bool = Field(True, description="allow downloading a named dataset that is not found locally")
 
 
@@ -83,6 +85,19 @@ class TrainConfig(_Section):
     sample_grid: int = Field(64, gt=0, le=1024, description="images in each sample grid (fixed noise)")
 
 
+LOWER_IS_BETTER = ("fid", "kid_mean", "class_kl", "memorized_fraction", "reverse_kl", "stacked_kl")
+HIGHER_IS_BETTER = ("precision", "recall", "density", "coverage", "is_mean", "classes_covered", "modes_captured", "high_quality_fraction", "stacked_modes")
+MetricName = Literal[LOWER_IS_BETTER + HIGHER_IS_BETTER]
+
+
+class EvalConfig(_Section):
+    every_epochs: int = Field(0, ge=0, description="evaluate every this many epochs during training (0: never); results go to metrics.jsonl")
+    num_samples: int = Field(10_000, gt=0, description="generated images per evaluation (2-D toys always use 2,500; stacked-mnist 26,000)")
+    num_real: int = Field(10_000, gt=0, description="real training images in the reference set (fewer if the data has fewer)")
+    evaluator: str | None = Field(None, description="feature extractor: fashion-mnist, mnist or a .safetensors path; None picks by dataset")
+    best_metric: MetricName | None = Field(None, description="keep checkpoints/best.safetensors by this metric (needs every_epochs > 0)")
+
+
 class Config(_Section):
     name: str = Field("run", description="used in the default run folder name")
     data: DataConfig = DataConfig()
@@ -91,6 +106,7 @@ class Config(_Section):
     stabilizers: StabilizerConfig = StabilizerConfig()
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
 
     @model_validator(mode="after")
     def _fill_loss_defaults(self) -> Config:
@@ -113,6 +129,8 @@ class Config(_Section):
             raise ValueError(f"stabilizers.label_smoothing has no meaning for loss.name={self.loss.name}; use it with minimax, non-saturating or lsgan")
         if self.train.batch_size % stab.pack:
             raise ValueError(f"train.batch_size={self.train.batch_size} must be a multiple of stabilizers.pack={stab.pack}")
+        if self.eval.best_metric and not self.eval.every_epochs:
+            raise ValueError(f"eval.best_metric={self.eval.best_metric} needs eval.every_epochs > 0 to have something to compare")
         if stab.pack > 1 and model.conditional:
             raise ValueError("stabilizers.pack>1 cannot be combined with model.conditional=true; pick one")
         return self

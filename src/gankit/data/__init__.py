@@ -5,7 +5,9 @@ data.dataset accepts:
   idx:DIR                a folder of <split>-images-idx3-ubyte[.gz] (+ labels) files (see idx)
   folder:DIR             PNG/JPEG images, class subfolders for labels (see folder)
   npz:FILE               arrays 'images' and optional 'labels' (see npz)
-  toy:ring8, toy:grid25  2-D Gaussian mixtures of data.toy_samples points (see toy)
+  toy:ring8, toy:grid25  2-D Gaussian mixtures of data.generated_samples points (see toy)
+  stacked-mnist[:SOURCE] data.generated_samples stacks of three digits from SOURCE (default mnist;
+                         e.g. stacked-mnist:idx:../shared/datasets/mnist-10k), 1000 classes (see stacked)
 
 Images come out uint8 (N, C, H, W); data.image_size resizes (shorter side, then center crop)
 with antialiasing and data.channels converts between grayscale and RGB. Folders default to
@@ -26,12 +28,14 @@ from gankit.data.folder import load_folder
 from gankit.data.idx import load_idx_folder, read_idx
 from gankit.data.npz import load_npz, save_npz
 from gankit.data.sources import NAMED_DATASETS, load_named
+from gankit.data.stacked import stack_digits
 from gankit.data.toy import sample_toy, toy_modes
 from gankit.errors import DataError
 
 __all__ = ["Dataset", "load_dataset", "read_idx", "save_npz", "to_model_range", "toy_modes"]
 
-DATASET_FORMS = "mnist, fashion-mnist, idx:DIR, folder:DIR, npz:FILE, toy:ring8, toy:grid25"
+DATASET_FORMS = "mnist, fashion-mnist, idx:DIR, folder:DIR, npz:FILE, toy:ring8, toy:grid25, stacked-mnist[:SOURCE]"
+STACKED = "stacked-mnist"
 DEFAULT_FOLDER_SIZE = 64
 CHUNK = 4096
 LUMINANCE = (0.299, 0.587, 0.114)  # ITU-R 601, as PIL's RGB -> L
@@ -70,8 +74,14 @@ def load_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
     if spec in NAMED_DATASETS:
         images, labels = load_named(spec, cfg.split, cfg.data_dir, cfg.download)
         return _image_dataset(images, labels, f"{spec}/{cfg.split}", cfg)
+    if kind == STACKED:
+        source = load_dataset(cfg.model_copy(update={"dataset": target or "mnist", "channels": None}), seed)
+        if source.sample_shape[0] != 1 or source.labels is None or source.num_classes != 10:
+            raise DataError(f"{spec}: the source must be labelled single-channel digits (10 classes), got {source.name}")
+        stacks, labels = stack_digits(source.samples, source.labels, cfg.generated_samples, seed)
+        return Dataset(stacks, labels, 1000, spec)
     if kind == "toy" and target:
-        points, modes = sample_toy(target, cfg.toy_samples, seed)
+        points, modes = sample_toy(target, cfg.generated_samples, seed)
         return Dataset(points, modes, len(toy_modes(target)[0]), spec)
     path = Path(target).expanduser()
     if kind == "idx" and target:

@@ -68,7 +68,7 @@ def read_metrics(path: Path) -> list[dict]:
 
 def plot_losses(metrics_path: Path, out_path: Path) -> None:
     """Loss curves and D's mean outputs on real and fake data against the step."""
-    records = read_metrics(metrics_path)
+    records = [r for r in read_metrics(metrics_path) if "d_loss" in r]
     if not records:
         return
     steps = [r["step"] for r in records]

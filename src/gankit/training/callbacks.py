@@ -9,7 +9,10 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from gankit.apps.evaluate import RunEvaluator
+from gankit.config import LOWER_IS_BETTER
 from gankit.report.plots import plot_losses, read_metrics, save_samples
+from gankit.training.checkpoint import load_checkpoint
 from gankit.training.trainer import Callback, Trainer
 
 
@@ -24,8 +27,40 @@ class MetricsLog(Callback):
         self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
     def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        self.write(record)
+
+    def write(self, record: dict[str, Any]) -> None:
         with open(self.path, "a") as handle:
             handle.write(json.dumps(record) + "\n")
+
+
+class Evaluation(Callback):
+    """Every eval.every_epochs epochs: score the sampling generator, log {"eval": ...} to metrics.jsonl,
+    and keep checkpoints/best.safetensors by eval.best_metric."""
+
+    def __init__(self, evaluate: RunEvaluator, log: MetricsLog, best_path: Path):
+        self.evaluate = evaluate
+        self.log = log
+        self.best_path = best_path
+        self.best: float | None = None
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        if self.best_path.exists():
+            self.best = load_checkpoint(self.best_path)[1].get("best_value")
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        settings = trainer.config.eval
+        if trainer.epoch % settings.every_epochs:
+            return
+        result = self.evaluate(trainer.sampler, seed=trainer.config.train.seed)
+        self.log.write({"step": trainer.step, "epoch": trainer.epoch, "eval": result["metrics"], "seconds": result["seconds"]})
+        metric = settings.best_metric
+        if metric is None:
+            return
+        value = float(result["metrics"][metric])
+        if self.best is None or (value < self.best if metric in LOWER_IS_BETTER else value > self.best):
+            self.best = value
+            trainer.save_to(self.best_path, best_metric=metric, best_value=value)
 
 
 class SampleGrids(Callback):

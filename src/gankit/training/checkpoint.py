@@ -74,14 +74,14 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[dic
         raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror or err}") from None
     try:
         tensors = load_safetensors(payload)
-        metadata = _read_metadata(payload)
+        metadata = read_metadata(payload)
         state = json.loads(metadata[STATE_KEY])
     except (SafetensorError, KeyError, ValueError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path} is not a complete gankit checkpoint ({type(err).__name__}: {err}); it may be truncated or from another tool") from None
     return {name: t.to(device) for name, t in tensors.items()}, state
 
 
-def _read_metadata(payload: bytes) -> dict[str, str]:
+def read_metadata(payload: bytes) -> dict[str, str]:
     header_len = int.from_bytes(payload[:8], "little")
     return json.loads(payload[8 : 8 + header_len]).get("__metadata__", {})
 

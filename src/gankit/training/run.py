@@ -12,7 +12,8 @@ from gankit.data.toy import toy_modes
 from gankit.errors import GankitError
 from gankit.runs import RunPaths
 from gankit.training import checkpoint as ckpt
-from gankit.training.callbacks import LossPlot, MetricsLog, ProgressBar, SampleGrids
+from gankit.apps.evaluate import RunEvaluator
+from gankit.training.callbacks import Evaluation, LossPlot, MetricsLog, ProgressBar, SampleGrids
 from gankit.training.trainer import Trainer, resolve_device
 
 
@@ -59,12 +60,15 @@ def train(
     if last is not None:
         trainer.restore(last)
     modes = toy_modes(config.data.dataset.removeprefix("toy:"))[0] if config.data.dataset.startswith("toy:") else None
+    log = MetricsLog(paths.metrics)
     callbacks = [
-        MetricsLog(paths.metrics),
+        log,
         SampleGrids(paths.samples, modes),
         LossPlot(paths.metrics, paths.loss_plot),
         ProgressBar(progress),
     ]
+    if config.eval.every_epochs:
+        callbacks.insert(1, Evaluation(RunEvaluator(config), log, paths.checkpoints / ckpt.BEST_NAME))
     trainer.fit(paths.root, callbacks, max_steps)
     return RunResult(paths.root, trainer.step, ckpt.resolve_checkpoint(paths.root), paths.samples / "final.png", paths.loss_plot)
 

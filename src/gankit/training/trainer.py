@@ -243,15 +243,20 @@ class Trainer:
 
     # --- checkpoints -------------------------------------------------------------------------
     def save(self, directory: Path) -> Path:
-        directory.mkdir(parents=True, exist_ok=True)
+        """A step checkpoint in `directory`, keeping the newest train.keep_checkpoints."""
+        path = ckpt.step_path(directory, self.step)
+        self.save_to(path)
+        ckpt.prune_checkpoints(directory, self.config.train.keep_checkpoints)
+        return path
+
+    def save_to(self, path: Path, **extra_state: Any) -> None:
+        """The full training state in one file; `extra_state` joins its JSON part."""
+        path.parent.mkdir(parents=True, exist_ok=True)
         for name, module in (("G", self.G), ("D", self.D)):
             if not all(torch.isfinite(p).all() for p in module.parameters()):
                 raise TrainingDiverged(f"{name}'s weights hold NaN/Inf at step {self.step}; not saving them, the last good checkpoint is kept")
         tensors, state = self._state()
-        path = ckpt.step_path(directory, self.step)
-        ckpt.save_checkpoint(path, tensors, state)
-        ckpt.prune_checkpoints(directory, self.config.train.keep_checkpoints)
-        return path
+        ckpt.save_checkpoint(path, tensors, state | extra_state)
 
     def _state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
         tensors = {f"G.{k}": v for k, v in self.G.state_dict().items()}

@@ -1,0 +1,89 @@
+"""Features and logits of many images through an evaluator, in large batches without autograd.
+
+An evaluator is any nn.Module with `num_features`, `features(images) -> (N, F)` (penultimate
+activations) and `forward(images) -> (N, K)` (class logits), taking (N, C, H, W) images in
+[-1, 1]. `extract` runs it once per batch and returns both outputs: forward is called with
+`evaluator.features` routed through a recorder, so when forward computes its logits from
+`self.features(x)` (the usual shape, gankit's Evaluator included) the features come from that
+same call. An evaluator whose forward does not call `self.features` exactly once gets a second,
+separate `features` call per batch, so the result is right for any module; only the speed differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor, nn
+
+from gankit.data import to_model_range
+
+# On a CPU a batch's early conv activations (32 x 28 x 28 floats, 100 KB an image, for gankit's
+# Evaluator) then stay in cache: 10k images took 2.4 s at 256 and 4.0 s at 1000 on two cores.
+EXTRACT_BATCH = 256
+
+
+class EvaluatorFeatures(nn.Module):
+    """evaluator.features as a torchmetrics `feature=` module: (N, C, H, W) uint8 or [-1, 1] -> (N, F).
+
+    It carries `num_features`, which torchmetrics' FID reads instead of probing the network
+    with a dummy image. gankit's own FID/KID run on features from `extract`; this module lets
+    torchmetrics' image-level metrics use the same feature space (the tests compare the two).
+    """
+
+    def __init__(self, evaluator: nn.Module):
+        super().__init__()
+        self.evaluator = evaluator
+        self.num_features = int(evaluator.num_features)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.evaluator.features(to_model_range(images))
+
+
+def extract(evaluator: nn.Module, images: Tensor, batch_size: int = EXTRACT_BATCH) -> tuple[Tensor, Tensor]:
+    """(N, F) features and (N, K) logits, float32 on the CPU, of images (N, C, H, W) uint8 [0, 255] or float [-1, 1].
+
+    Batches move to the evaluator's device as they are (uint8 stays uint8 on the way), run in
+    eval mode under inference_mode; the evaluator's train/eval mode is restored afterwards.
+    """
+    if len(images) == 0:
+        raise ValueError("extract needs at least one image")
+    parameter = next(evaluator.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    was_training = evaluator.training
+    evaluator.eval()
+    features, logits = [], []
+    try:
+        with torch.inference_mode(), _recorded_features(evaluator) as recorded:
+            for batch in images.split(batch_size):
+                batch = to_model_range(batch.to(device))
+                recorded.clear()
+                logits.append(evaluator(batch).float().cpu())
+                batch_features = recorded[0] if len(recorded) == 1 else evaluator.features(batch)
+                features.append(batch_features.float().cpu())
+    finally:
+        evaluator.train(was_training)
+    return torch.cat(features), torch.cat(logits)
+
+
+@contextmanager
+def _recorded_features(evaluator: nn.Module) -> Iterator[list[Tensor]]:
+    """While open, every evaluator.features(x) call appends its output to the yielded list.
+
+    The recorder is an instance attribute, which shadows the class's method (or a submodule
+    named features) on lookup; object.__setattr__/__delattr__ bypass nn.Module's own, which
+    would refuse a function in place of a submodule or delete the submodule on exit.
+    """
+    original = evaluator.features
+    calls: list[Tensor] = []
+
+    def recording(images: Tensor) -> Tensor:
+        calls.append(original(images))
+        return calls[-1]
+
+    object.__setattr__(evaluator, "features", recording)
+    try:
+        yield calls
+    finally:
+        object.__delattr__(evaluator, "features")
