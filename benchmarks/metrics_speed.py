@@ -1,7 +1,7 @@
 """Seconds per stage of a 10k-vs-10k image evaluation: feature extraction, then each metric.
 
-The evaluator is a random stand-in of the shipped evaluator's size (two conv blocks, a
-128-wide penultimate layer, 10 logits), so the figures need no weights; the images are random.
+The evaluator is the shipped Fashion-MNIST one (gankit.metrics.evaluator); the images are
+random, which costs the same as real ones.
 
     python benchmarks/metrics_speed.py [--count 10000] [--threads N] [--device cuda] [--batch-size B]
 """
@@ -13,8 +13,7 @@ import time
 from collections.abc import Callable
 
 import torch
-from torch import Tensor, nn
-
+from gankit.metrics.evaluator import load_evaluator
 from gankit.metrics.features import EXTRACT_BATCH, extract
 from gankit.metrics.image import (
     class_histogram,
@@ -27,23 +26,6 @@ from gankit.metrics.image import (
     memorization,
     precision_recall,
 )
-
-
-class StandInEvaluator(nn.Module):
-    """Conv-BN-ReLU-pool x2, Linear to 128 + ReLU (features), Linear to 10 (logits)."""
-
-    def __init__(self):
-        super().__init__()
-        self.num_features, self.num_classes = 128, 10
-        block = lambda cin, cout: [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2)]  # noqa: E731
-        self.body = nn.Sequential(*block(1, 32), *block(32, 64), nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU())
-        self.head = nn.Linear(128, 10)
-
-    def features(self, images: Tensor) -> Tensor:
-        return self.body(images)
-
-    def forward(self, images: Tensor) -> Tensor:
-        return self.head(self.features(images))
 
 
 def timed(label: str, work: Callable[[], object]) -> object:
@@ -63,7 +45,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    evaluator = StandInEvaluator().eval().to(args.device)
+    evaluator, _ = load_evaluator("fashion-mnist", args.device)
     real = torch.randint(0, 256, (args.count, 1, 28, 28), dtype=torch.uint8)
     fake = torch.rand(args.count, 1, 28, 28) * 2 - 1
     print(f"{args.count} real (uint8) + {args.count} fake (float) images, torch {torch.__version__}, {torch.get_num_threads()} threads")
