@@ -75,8 +75,9 @@ class Evaluator(nn.Module):
     """Two conv blocks (3x3 conv with 16 then 32 channels, BatchNorm, ReLU, 2x2 max-pool), a 128-wide
     layer, dropout, a linear head: small enough to train in minutes on two CPU cores.
 
-    torchmetrics calls a custom feature module's forward(), which here gives logits: hand it a
-    module whose forward is features() (num_features is there for it).
+    logits = head(features(x)), the split metrics.features.extract relies on. torchmetrics calls a
+    custom feature module's forward(), which here gives logits: hand it
+    metrics.features.EvaluatorFeatures instead.
     """
 
     def __init__(self, num_classes: int, name: str = "evaluator"):

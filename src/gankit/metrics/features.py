@@ -1,18 +1,11 @@
 """Features and logits of many images through an evaluator, in large batches without autograd.
 
 An evaluator is any nn.Module with `num_features`, `features(images) -> (N, F)` (penultimate
-activations) and `forward(images) -> (N, K)` (class logits), taking (N, C, H, W) images in
-[-1, 1]. `extract` runs it once per batch and returns both outputs: forward is called with
-`evaluator.features` routed through a recorder, so when forward computes its logits from
-`self.features(x)` (the usual shape, gankit's Evaluator included) the features come from that
-same call. An evaluator whose forward does not call `self.features` exactly once gets a second,
-separate `features` call per batch, so the result is right for any module; only the speed differs.
+activations of (N, C, H, W) images in [-1, 1]) and `head(features) -> (N, K)` (class logits),
+so one pass through the network gives both, and every metric shares it.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -55,35 +48,11 @@ def extract(evaluator: nn.Module, images: Tensor, batch_size: int = EXTRACT_BATC
     evaluator.eval()
     features, logits = [], []
     try:
-        with torch.inference_mode(), _recorded_features(evaluator) as recorded:
+        with torch.inference_mode():
             for batch in images.split(batch_size):
-                batch = to_model_range(batch.to(device))
-                recorded.clear()
-                logits.append(evaluator(batch).float().cpu())
-                batch_features = recorded[0] if len(recorded) == 1 else evaluator.features(batch)
+                batch_features = evaluator.features(to_model_range(batch.to(device)))
                 features.append(batch_features.float().cpu())
+                logits.append(evaluator.head(batch_features).float().cpu())
     finally:
         evaluator.train(was_training)
     return torch.cat(features), torch.cat(logits)
-
-
-@contextmanager
-def _recorded_features(evaluator: nn.Module) -> Iterator[list[Tensor]]:
-    """While open, every evaluator.features(x) call appends its output to the yielded list.
-
-    The recorder is an instance attribute, which shadows the class's method (or a submodule
-    named features) on lookup; object.__setattr__/__delattr__ bypass nn.Module's own, which
-    would refuse a function in place of a submodule or delete the submodule on exit.
-    """
-    original = evaluator.features
-    calls: list[Tensor] = []
-
-    def recording(images: Tensor) -> Tensor:
-        calls.append(original(images))
-        return calls[-1]
-
-    object.__setattr__(evaluator, "features", recording)
-    try:
-        yield calls
-    finally:
-        object.__delattr__(evaluator, "features")
