@@ -93,3 +93,39 @@ def test_installed_entry_point_exit_code(tmp_path):
     done = subprocess.run([sys.executable, "-m", "gankit", "info", str(tmp_path)], capture_output=True, text=True)
     assert done.returncode == 2
     assert done.stderr.strip().startswith("gankit: error:") and len(done.stderr.strip().splitlines()) == 1
+
+
+class Trap:
+    """Unpickling this runs a shell command: what a booby-trapped checkpoint does."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickled_checkpoints_are_refused_and_never_executed(image_run, tmp_path, capsys):
+    import torch
+
+    marker = tmp_path / "pwned"
+    trap = tmp_path / "trap.pt"
+    torch.save({"body.0.weight": Trap(marker)}, trap)
+    grid = str(tmp_path / "g.png")
+    assert main(["sample", str(image_run), "--checkpoint", str(trap), "--grid", grid]) == 2
+    assert "pickle" in capsys.readouterr().err
+    assert main(["sample", str(image_run), "--checkpoint", str(trap), "--grid", grid, "--trust"]) == 2
+    assert "refused even with --trust" in capsys.readouterr().err
+    assert not marker.exists()
+
+    from gankit.runs import load
+
+    generator = load(image_run)
+    plain = tmp_path / "g.pt"
+    torch.save({name: value + 1 for name, value in generator.state_dict().items()}, plain)
+    assert main(["sample", str(image_run), "--checkpoint", str(plain), "--npz", str(tmp_path / "a.npz")]) == 2
+    assert main(["sample", str(image_run), "--checkpoint", str(plain), "--npz", str(tmp_path / "a.npz"), "--trust"]) == 0
+    assert main(["sample", str(image_run), "--npz", str(tmp_path / "b.npz")]) == 0
+    assert not np.array_equal(np.load(tmp_path / "a.npz")["images"], np.load(tmp_path / "b.npz")["images"])

@@ -110,12 +110,22 @@ def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
     assert not [p for p in (result.run_dir / "checkpoints").iterdir() if p.name.startswith(".tmp")]
 
 
-def test_truncated_checkpoint_is_reported(tmp_path):
+def test_truncated_or_tampered_checkpoint_is_reported_as_such(tmp_path):
     result = train("configs/toy-ring8.yaml", tmp_path / "run", overrides=["data.generated_samples=1024"], max_steps=2, progress=False)
     data = result.checkpoint.read_bytes()
     result.checkpoint.write_bytes(data[: len(data) // 2])
-    with pytest.raises(GankitError, match="not a complete gankit checkpoint"):
+    with pytest.raises(GankitError, match=rf"is truncated \({len(data) // 2} of {len(data)} bytes\)"):
         load(result.run_dir)
+    tampered = bytearray(data)
+    tampered[-100] ^= 0x01  # one bit of one weight
+    result.checkpoint.write_bytes(bytes(tampered))
+    with pytest.raises(GankitError, match="fails its content hash"):
+        load(result.run_dir)
+    state_edit = data.replace(b'\\"step\\": 2', b'\\"step\\": 9')
+    assert state_edit != data
+    result.checkpoint.write_bytes(state_edit)
+    with pytest.raises(GankitError, match="fails its content hash"):
+        train(resume=result.run_dir, progress=False)
 
 
 def test_new_run_refuses_an_existing_run_folder(tmp_path):

@@ -27,11 +27,11 @@ def _train(args: argparse.Namespace) -> None:
 
 def _sample(args: argparse.Namespace) -> None:
     from gankit.apps.sample import sample, write_grid, write_npz, write_pngs
-    from gankit.runs import load
+    from gankit.runs import open_checkpoint
 
     if not (args.grid or args.out_dir or args.npz):
         raise GankitError("say where to write: --grid FILE.png, --out-dir DIR and/or --npz FILE.npz")
-    generator = load(args.run_dir, args.checkpoint, device=args.device)
+    generator = open_checkpoint(args.run_dir, args.checkpoint, device=args.device, trust=args.trust).generator
     samples, labels = sample(generator, args.n, seed=args.seed)
     if args.grid:
         print(f"grid of {len(samples)}: {write_grid(samples, Path(args.grid))}")
@@ -46,7 +46,7 @@ def _eval(args: argparse.Namespace) -> None:
     from gankit.runs import open_checkpoint
     from gankit.training.checkpoint import write_atomically
 
-    loaded = open_checkpoint(args.run_dir, args.checkpoint)
+    loaded = open_checkpoint(args.run_dir, args.checkpoint, trust=args.trust)
     result = RunEvaluator(loaded.config, args.evaluator)(loaded.generator, num_samples=args.n, seed=args.seed)
     result |= {"checkpoint": str(loaded.path), "step": loaded.state["step"]}
     out = Path(args.out) if args.out else (Path(args.run_dir) if Path(args.run_dir).is_dir() else Path(".")) / "eval.json"
@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--checkpoint", default="last", help="last (default), best, or a checkpoint path")
     sample.add_argument("--device", default="cpu")
+    sample.add_argument("--trust", action="store_true", help="allow a pickled --checkpoint (.pt) you made yourself; read with torch.load(weights_only=True)")
     sample.set_defaults(handler=_sample)
 
     evaluate = commands.add_parser("eval", help="score a trained run (FID, KID, precision/recall, ...; modes for toys)")
@@ -104,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--checkpoint", default="last", help="last (default), best, or a checkpoint path")
     evaluate.add_argument("--evaluator", help="fashion-mnist, mnist or a .safetensors path (default: picked by dataset)")
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--trust", action="store_true", help="allow a pickled --checkpoint (.pt) you made yourself; read with torch.load(weights_only=True)")
     evaluate.add_argument("--out", help="where to write the JSON (default RUN_DIR/eval.json)")
     evaluate.set_defaults(handler=_eval)
 

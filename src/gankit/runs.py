@@ -65,9 +65,22 @@ class LoadedRun:
     has_ema: bool
 
 
-def open_checkpoint(run_or_checkpoint: str | Path, checkpoint: str = "last", device: str | torch.device = "cpu", ema: bool = True) -> LoadedRun:
-    """Rebuild G (the EMA weights when present and `ema`) and D from a run folder or checkpoint file."""
+def open_checkpoint(
+    run_or_checkpoint: str | Path, checkpoint: str = "last", device: str | torch.device = "cpu", ema: bool = True, trust: bool = False
+) -> LoadedRun:
+    """Rebuild G (the EMA weights when present and `ema`) and D from a run folder or checkpoint file.
+
+    A pickled `checkpoint` (.pt/.pth from elsewhere) is refused unless `trust`; then it is read
+    with torch.load(weights_only=True) as G weights for the run folder's architecture.
+    """
     path = _checkpoint_file(run_or_checkpoint, checkpoint)
+    if ckpt.is_pickle(path):
+        if not trust:
+            raise CheckpointError(
+                f"{path} is a pickle (torch.save) file; loading one can run code hidden in it. "
+                "Use a gankit safetensors checkpoint, or pass --trust if you made it (it is then read with weights_only=True)"
+            )
+        return _with_trusted_generator(run_or_checkpoint, path, device)
     tensors, state = ckpt.load_checkpoint(path, device)
     if "config" not in state or "sample_shape" not in state:
         raise CheckpointError(f"{path} lacks the gankit state (config, sample shape); it was not written by gankit train")
@@ -81,6 +94,26 @@ def open_checkpoint(run_or_checkpoint: str | Path, checkpoint: str = "last", dev
     except RuntimeError as err:
         raise CheckpointError(f"{path}: weights do not fit the model in its own config ({str(err).splitlines()[0]})") from None
     return LoadedRun(path, config, state, generator.to(device).eval(), discriminator.to(device).eval(), has_ema)
+
+
+def _with_trusted_generator(run_dir: str | Path, path: Path, device: str | torch.device) -> LoadedRun:
+    """The run's models, with G's weights replaced by a user's pickled state dict (tensors only)."""
+    if not Path(run_dir).is_dir():
+        raise CheckpointError(f"a pickled checkpoint needs a run folder for its architecture: gankit sample RUN_DIR --checkpoint {path} --trust")
+    base = open_checkpoint(run_dir, "last", device)
+    try:
+        weights = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # noqa: BLE001  (torch raises UnpicklingError, RuntimeError, EOFError... for a bad pickle)
+        raise CheckpointError(f"{path} refused even with --trust: it holds more than plain tensors ({str(err).splitlines()[0][:200]})") from None
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"{path} holds a {type(weights).__name__}, not a state dict of G's weights")
+    weights = {name.removeprefix("G."): value for name, value in weights.items() if not name.startswith(("D.", "G_ema."))}
+    try:
+        base.generator.load_state_dict(weights)
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: weights do not fit this run's generator ({str(err).splitlines()[0]})") from None
+    base.path = path
+    return base
 
 
 def load(run_or_checkpoint: str | Path, checkpoint: str = "last", device: str | torch.device = "cpu", ema: bool = True) -> nn.Module:

@@ -48,7 +48,7 @@ from gankit.data import Dataset, load_dataset, to_model_range
 from gankit.data.idx import find_split_files
 from gankit.data.sources import NAMED_DATASETS
 from gankit.errors import CheckpointError, ConfigError, DataError
-from gankit.training.checkpoint import read_metadata, write_atomically
+from gankit.training.checkpoint import content_digest, read_metadata, write_atomically
 
 IMAGE_SHAPE = (1, 28, 28)
 CHANNELS = (16, 32)
@@ -346,11 +346,7 @@ def _parse(payload: bytes, path: Path) -> tuple[dict[str, Tensor], dict]:
 
 
 def _digest(tensors: dict[str, Tensor], info: dict) -> str:
-    digest = hashlib.sha256(json.dumps(info, sort_keys=True).encode())
-    for name in sorted(tensors):
-        digest.update(name.encode())
-        digest.update(tensors[name].contiguous().cpu().numpy().tobytes())
-    return digest.hexdigest()
+    return content_digest(tensors, json.dumps(info, sort_keys=True))
 
 
 def _locate(name: str) -> tuple[Path, str | None]:

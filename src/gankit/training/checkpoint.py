@@ -8,6 +8,7 @@ leaves either the previous checkpoint set or the new one, never a broken file un
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -24,6 +25,7 @@ from gankit.errors import CheckpointError
 STEP_FILE = re.compile(r"^step-(\d{8})\.safetensors$")
 BEST_NAME = "best.safetensors"
 STATE_KEY = "gankit_state"
+DIGEST_KEY = "gankit_sha256"
 
 
 def step_path(directory: Path, step: int) -> Path:
@@ -58,7 +60,18 @@ def write_atomically(path: Path, payload: bytes) -> None:
 
 def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
     body = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
-    write_atomically(path, save_safetensors(body, metadata={STATE_KEY: json.dumps(state)}))
+    state_json = json.dumps(state)
+    metadata = {STATE_KEY: state_json, DIGEST_KEY: content_digest(body, state_json)}
+    write_atomically(path, save_safetensors(body, metadata=metadata))
+
+
+def content_digest(tensors: dict[str, torch.Tensor], text: str) -> str:
+    """SHA-256 of a JSON text and every tensor (name and bytes, in name order): what a file must still hold."""
+    digest = hashlib.sha256(text.encode())
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(tensors[name].contiguous().cpu().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def prune_checkpoints(directory: Path, keep: int) -> None:
@@ -66,19 +79,46 @@ def prune_checkpoints(directory: Path, keep: int) -> None:
         old.unlink(missing_ok=True)
 
 
+PICKLE_MAGICS = (b"\x80", b"PK\x03\x04")  # a pickle (protocol 2+), a torch.save zip archive
+
+
+def is_pickle(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(4).startswith(PICKLE_MAGICS)
+
+
 def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a checkpoint without unpickling; a truncated or foreign file is a CheckpointError."""
+    """Read a checkpoint without unpickling; a truncated, tampered or foreign file is a CheckpointError."""
     try:
         payload = Path(path).read_bytes()
     except OSError as err:
         raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror or err}") from None
+    if payload.startswith(PICKLE_MAGICS):
+        raise CheckpointError(f"{path} is a pickle (torch.save) file, and unpickling runs whatever code its maker put in it; gankit checkpoints are safetensors")
+    expected_size = _declared_size(payload)
+    if expected_size is not None and len(payload) < expected_size:
+        raise CheckpointError(f"{path} is truncated ({len(payload)} of {expected_size} bytes); use an earlier checkpoint")
     try:
         tensors = load_safetensors(payload)
         metadata = read_metadata(payload)
-        state = json.loads(metadata[STATE_KEY])
+        state_json = metadata[STATE_KEY]
+        state = json.loads(state_json)
     except (SafetensorError, KeyError, ValueError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path} is not a complete gankit checkpoint ({type(err).__name__}: {err}); it may be truncated or from another tool") from None
+    if content_digest(tensors, state_json) != metadata.get(DIGEST_KEY):
+        raise CheckpointError(f"{path} fails its content hash: it was modified or corrupted after gankit wrote it; use an earlier checkpoint")
     return {name: t.to(device) for name, t in tensors.items()}, state
+
+
+def _declared_size(payload: bytes) -> int | None:
+    """The file size a safetensors header promises (header plus the furthest tensor end), or None if unreadable."""
+    try:
+        header_len = int.from_bytes(payload[:8], "little")
+        header = json.loads(payload[8 : 8 + header_len])
+        ends = [entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"]
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None
+    return 8 + header_len + max(ends, default=0)
 
 
 def read_metadata(payload: bytes) -> dict[str, str]:
