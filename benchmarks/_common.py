@@ -1,0 +1,260 @@
+"""Shared helpers for the benchmark scripts: train one config (overrides + seed) in a run folder,
+score it with the project's RunEvaluator, aggregate seeds as mean +- std, print a markdown table.
+
+Nothing here re-implements training or metrics: `gankit.train`, `gankit.runs.load` and
+`gankit.apps.evaluate.RunEvaluator` do the work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIGS = REPO / "configs"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One table row: a preset plus overrides, trained for `steps` G steps or `seconds` wall clock."""
+
+    name: str
+    config: str
+    overrides: tuple[str, ...] = ()
+    steps: int | None = None
+    seconds: float | None = None
+    note: str = ""
+
+
+@dataclass
+class Job:
+    row: Row
+    seed: int
+    threads: int | None = None
+    keep_dir: str | None = None
+    extra: tuple[str, ...] = field(default_factory=tuple)
+
+
+def run_one(job: Job) -> dict[str, Any]:
+    """Train `job.row` with `job.seed` and evaluate the final (EMA when there is one) generator."""
+    import torch
+
+    import gankit
+    from gankit.apps.evaluate import RunEvaluator
+    from gankit.config import load_config
+
+    if job.threads:
+        torch.set_num_threads(job.threads)
+    row = job.row
+    overrides = [*row.overrides, *job.extra, f"train.seed={job.seed}"]
+    config = load_config(CONFIGS / row.config if not Path(row.config).is_absolute() else row.config, overrides)
+    base = Path(job.keep_dir) if job.keep_dir else Path(tempfile.mkdtemp(prefix="gankit-bench-"))
+    out = base / f"{_slug(row.name)}-seed{job.seed}" if job.keep_dir else base
+    if job.keep_dir and out.exists():
+        shutil.rmtree(out)
+    start = time.perf_counter()
+    try:
+        if row.seconds is not None:
+            result = _train_for_seconds(config, out, row.seconds, row.steps)
+        else:
+            result = gankit.train(config, out_dir=out, max_steps=row.steps, device="cpu", progress=False)
+        train_seconds = time.perf_counter() - start
+        generator = gankit.load(result.run_dir)
+        evaluation = RunEvaluator(config)(generator, seed=0)
+        return {
+            "row": row.name,
+            "config": row.config,
+            "overrides": overrides,
+            "seed": job.seed,
+            "steps": result.step,
+            "train_seconds": round(train_seconds, 1),
+            "eval_seconds": evaluation["seconds"],
+            "metrics": evaluation["metrics"],
+        }
+    except Exception as err:  # a diverged run (NaN stop) is a result too, not a crash of the benchmark
+        return {"row": row.name, "config": row.config, "overrides": overrides, "seed": job.seed, "error": f"{type(err).__name__}: {err}"}
+    finally:
+        if not job.keep_dir:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def _train_for_seconds(config, out: Path, seconds: float, cap_steps: int | None):
+    """Train in chunks of steps until `seconds` of wall clock have passed (resuming the same run)."""
+    import gankit
+
+    chunk = 10  # a short first chunk measures the rate; slow rows (n_critic 5) must not overshoot
+    start = time.perf_counter()
+    result = gankit.train(config, out_dir=out, max_steps=chunk, device="cpu", progress=False)
+    while time.perf_counter() - start < seconds and (cap_steps is None or result.step < cap_steps):
+        elapsed = time.perf_counter() - start
+        rate = result.step / elapsed
+        remaining = seconds - elapsed
+        target = result.step + max(1, min(int(rate * remaining), 4 * result.step))
+        if cap_steps is not None:
+            target = min(target, cap_steps)
+        before = result.step
+        result = gankit.train(resume=out, max_steps=target, device="cpu", progress=False)
+        if result.step == before:  # the configured epochs are done
+            break
+    return result
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text).strip("-").lower()
+
+
+def run_rows(
+    rows: list[Row],
+    seeds: list[int],
+    jobs: int = 1,
+    threads: int | None = None,
+    keep_dir: str | None = None,
+    extra: tuple[str, ...] = (),
+    on_result: Callable[[list[dict[str, Any]]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Every (row, seed); `jobs` processes in parallel (each with `threads` torch threads).
+    `on_result` sees the results so far after each run (to save partial results)."""
+    work = [Job(row, seed, threads, keep_dir, extra) for row in rows for seed in seeds]
+    results: list[dict[str, Any]] = []
+
+    def done(res: dict[str, Any]) -> None:
+        results.append(_report(res))
+        if on_result:
+            on_result(results)
+
+    if jobs <= 1:
+        for job in work:
+            done(run_one(job))
+        return results
+    with ProcessPoolExecutor(jobs) as pool:
+        for res in pool.map(run_one, work):
+            done(res)
+    return results
+
+
+def _report(res: dict[str, Any]) -> dict[str, Any]:
+    if "error" in res:
+        print(f"  {res['row']} seed {res['seed']}: FAILED {res['error']}", file=sys.stderr, flush=True)
+    else:
+        shown = ", ".join(f"{k}={_fmt(v)}" for k, v in res["metrics"].items() if not isinstance(v, (list, dict)))
+        print(f"  {res['row']} seed {res['seed']}: {res['steps']} steps {res['train_seconds']} s; {shown}", file=sys.stderr, flush=True)
+    return res
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def mean_std(values: list[float]) -> str:
+    """'m +- s' over seeds (sample std; a single value has no spread)."""
+    if not values:
+        return "n/a"
+    m = statistics.fmean(values)
+    s = statistics.stdev(values) if len(values) > 1 else 0.0
+    integers = all(float(v).is_integer() for v in values)
+    digits = 1 if integers or abs(m) >= 10 else 3
+    return f"{m:.{digits}f} +- {s:.{digits}f}"
+
+
+def table(results: list[dict[str, Any]], metrics: list[str], extra: dict[str, Any] | None = None) -> str:
+    """Markdown: one line per row (in first-seen order), each metric as mean +- std over seeds.
+
+    `extra` maps a column title to a function of the row's successful results (e.g. 'seeds at target').
+    """
+    order: list[str] = []
+    by_row: dict[str, list[dict[str, Any]]] = {}
+    for res in results:
+        if res["row"] not in by_row:
+            order.append(res["row"])
+            by_row[res["row"]] = []
+        by_row[res["row"]].append(res)
+    extra = extra or {}
+    head = ["run", "seeds ok", "steps", *metrics, *extra]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in order:
+        runs = by_row[name]
+        ok = [r for r in runs if "error" not in r]
+        steps = sorted({r["steps"] for r in ok})
+        step_text = str(steps[0]) if len(steps) == 1 else (f"{steps[0]}-{steps[-1]}" if steps else "-")
+        cells = [name, f"{len(ok)}/{len(runs)}", step_text]
+        for metric in metrics:
+            values = [float(r["metrics"][metric]) for r in ok if metric in r["metrics"] and _finite(r["metrics"][metric])]
+            cells.append(mean_std(values))
+        cells += [str(fn(ok)) for fn in extra.values()]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def common_args(description: str, default_seeds: int, default_steps: int | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--seeds", type=int, default=default_seeds, help=f"seeds 0..N-1 per row (default {default_seeds})")
+    parser.add_argument("--seed-list", type=lambda s: [int(x) for x in s.split(",")], help="explicit seeds, e.g. 0,1,2 (overrides --seeds)")
+    parser.add_argument("--steps", type=int, default=default_steps, help=f"G steps per run (default {default_steps})")
+    parser.add_argument("--out", type=Path, help="write the raw per-seed results here as JSON")
+    parser.add_argument("--only", action="append", default=[], help="run only this row (a full name) or rows whose name contains this (repeatable)")
+    parser.add_argument("--list", action="store_true", help="list the rows and exit")
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (default 1)")
+    parser.add_argument("--threads", type=int, help="torch threads per process (default: torch's choice)")
+    parser.add_argument("--keep", help="keep run folders under this directory (default: temporary, deleted)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra override for every row (repeatable)")
+    return parser
+
+
+def select(rows: list[Row], only: list[str]) -> list[Row]:
+    if not only:
+        return rows
+    names = {r.name.lower() for r in rows}
+    exact = {o.lower() for o in only if o.lower() in names}  # a full row name picks just that row
+    loose = [o.lower() for o in only if o.lower() not in names]
+    picked = [r for r in rows if r.name.lower() in exact or any(o in r.name.lower() for o in loose)]
+    if not picked:
+        raise SystemExit(f"--only {only} matches no row; rows: {', '.join(r.name for r in rows)}")
+    return picked
+
+
+def main_loop(args: argparse.Namespace, rows: list[Row], metrics: list[str], extra: dict[str, Any] | None = None, title: str = "") -> list[dict[str, Any]]:
+    """The part every script shares: pick rows and seeds, run them, print the table, write JSON."""
+    rows = select(rows, args.only)
+    if args.list:
+        for row in rows:
+            print(f"{row.name}: {row.config} {' '.join(row.overrides)}")
+        raise SystemExit(0)
+    seeds = args.seed_list or list(range(args.seeds))
+    start = time.perf_counter()
+
+    def save(results: list[dict[str, Any]], complete: bool = False) -> None:
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            payload = {
+                "command": " ".join(sys.argv),
+                "seeds": seeds,
+                "complete": complete,
+                "minutes": round((time.perf_counter() - start) / 60, 2),
+                "table": table(results, metrics, extra),
+                "results": results,
+            }
+            args.out.write_text(json.dumps(payload, indent=1))
+
+    results = run_rows(rows, seeds, args.jobs, args.threads, args.keep, tuple(args.set), on_result=save)
+    elapsed = time.perf_counter() - start
+    save(results, complete=True)
+    print(f"\n{title} seeds {seeds}, {elapsed / 60:.1f} min in all\n" if title else "")
+    print(table(results, metrics, extra))
+    if args.out:
+        print(f"\nraw results: {args.out}")
+    return results
