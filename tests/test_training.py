@@ -190,3 +190,20 @@ def test_every_loss_and_stabilizer_trains(tmp_path, case):
         assert discriminator(torch.randn(8, 2)).shape == (2,)
     if config.optim.optimizer == "rmsprop":
         assert "square_avg" in " ".join(ckpt.load_checkpoint(result.checkpoint)[0])
+
+
+def test_safetensors_whose_header_length_looks_like_a_pickle_still_loads(tmp_path):
+    """A header of 0x0380 bytes makes a safetensors file start with 0x80 0x03, a pickle's first bytes."""
+    from safetensors.torch import save
+
+    for pad in range(0, 4096, 7):
+        payload = save({"x": torch.zeros(1)}, metadata={"pad": "p" * pad})
+        if payload[:2] == b"\x80\x03":
+            break
+    else:
+        pytest.fail("no padding gave a 0x80 0x03 start")
+    path = tmp_path / "x.safetensors"
+    path.write_bytes(payload)
+    assert not ckpt.is_pickle(path)
+    torch.save({"x": torch.zeros(1)}, tmp_path / "x.pt")
+    assert ckpt.is_pickle(tmp_path / "x.pt")

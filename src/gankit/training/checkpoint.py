@@ -84,7 +84,18 @@ PICKLE_MAGICS = (b"\x80", b"PK\x03\x04")  # a pickle (protocol 2+), a torch.save
 
 def is_pickle(path: Path) -> bool:
     with open(path, "rb") as handle:
-        return handle.read(4).startswith(PICKLE_MAGICS)
+        head = handle.read(9)
+    return _looks_pickled(head, path.stat().st_size)
+
+
+def _looks_pickled(head: bytes, size: int) -> bool:
+    """A pickle or torch.save archive by its first bytes. A safetensors file starts with its header
+    length (8 bytes, little-endian) and then '{', and those bytes can begin like a pickle (0x80 0x03 is a
+    header of 896 + n*65536 bytes), so a plausible safetensors start is ruled out first."""
+    header_len = int.from_bytes(head[:8], "little")
+    if len(head) == 9 and head[8:9] == b"{" and 8 + header_len <= size:
+        return False
+    return head.startswith(PICKLE_MAGICS)
 
 
 def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -93,7 +104,7 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[dic
         payload = Path(path).read_bytes()
     except OSError as err:
         raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror or err}") from None
-    if payload.startswith(PICKLE_MAGICS):
+    if _looks_pickled(payload[:9], len(payload)):
         raise CheckpointError(f"{path} is a pickle (torch.save) file, and unpickling runs whatever code its maker put in it; gankit checkpoints are safetensors")
     expected_size = _declared_size(payload)
     if expected_size is not None and len(payload) < expected_size:
