@@ -102,12 +102,12 @@ def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("gankit.training.checkpoint.os.replace", disk_full)
+    monkeypatch.setattr("gankit.files.os.replace", disk_full)
     with pytest.raises(GankitError, match="No space left on device; the previous checkpoint is untouched"):
         train(resume=result.run_dir, max_steps=4, progress=False)
     assert ckpt.list_checkpoints(result.run_dir / "checkpoints") == [result.checkpoint]
     assert result.checkpoint.read_bytes() == before
-    assert not [p for p in (result.run_dir / "checkpoints").iterdir() if p.name.startswith(".tmp")]
+    assert not [p for p in (result.run_dir / "checkpoints").iterdir() if p.name.startswith(".")]  # no temp file left
 
 
 def test_truncated_or_tampered_checkpoint_is_reported_as_such(tmp_path):

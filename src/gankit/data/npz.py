@@ -10,19 +10,15 @@ allow_pickle=False: a file from elsewhere must never be able to run code.
 
 from __future__ import annotations
 
-import os
-import secrets
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import torch
 
 from gankit.data.idx import check_labels
 from gankit.errors import DataError
+from gankit.files import atomic_write
 
 EXPECTED = "expected key 'images' (uint8, (N, H, W), (N, H, W, C) or (N, C, H, W) with C 1 or 3) and optional 'labels' (integers, (N,))"
 
@@ -61,22 +57,6 @@ def save_npz(path: Path | str, images: torch.Tensor | np.ndarray, labels: torch.
         check_labels(arrays["labels"], len(images), "save_npz labels")
     with atomic_write(path) as out:
         np.savez_compressed(out, **arrays)
-
-
-@contextmanager
-def atomic_write(dest: Path) -> Iterator[BinaryIO]:
-    """A temp file beside dest that replaces dest only when the block completes.
-
-    Readers never see half a file, and a failure (an exception in the block) leaves nothing behind.
-    """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    temp = dest.with_name(f".{dest.name}.{os.getpid()}-{secrets.token_hex(4)}.part")
-    try:
-        with open(temp, "xb") as out:
-            yield out
-        os.replace(temp, dest)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def _array(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:

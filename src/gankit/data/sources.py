@@ -26,8 +26,8 @@ from typing import BinaryIO
 import numpy as np
 
 from gankit.data.idx import check_images_and_labels, gunzip_if_needed, parse_idx, read_bytes
-from gankit.data.npz import atomic_write
 from gankit.errors import DataError
+from gankit.files import atomic_write
 
 
 @dataclass(frozen=True)

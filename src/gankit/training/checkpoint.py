@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from gankit.errors import CheckpointError
+from gankit.files import atomic_write
 
 STEP_FILE = re.compile(r"^step-(\d{8})\.safetensors$")
 BEST_NAME = "best.safetensors"
@@ -40,22 +40,12 @@ def list_checkpoints(directory: Path) -> list[Path]:
 
 
 def write_atomically(path: Path, payload: bytes) -> None:
-    """Write bytes under a temporary name in the same folder, fsync, rename over `path`."""
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    """atomic_write for a finished payload, with a failure (full disk, no permission) as one clear line."""
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        with atomic_write(path) as out:
+            out.write(payload)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise CheckpointError(f"could not write {path}: {err.strerror or err}; the previous checkpoint is untouched") from None
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
