@@ -17,6 +17,7 @@ from gankit.errors import ConfigError
 
 LossName = Literal["minimax", "non-saturating", "lsgan", "wgan", "wgan-gp", "hinge"]
 ModelName = Literal["mlp-reference", "dcgan", "mlp-toy"]
+PrecisionName = Literal["fp32", "bf16-mixed", "bf16", "fp16-mixed"]
 
 
 class _Section(BaseModel):
@@ -33,6 +34,8 @@ class DataConfig(_Section):
     channels: Literal[1, 3] | None = Field(None, description="force grayscale (1) or RGB (3) for folder images")
     generated_samples: int = Field(100_000, gt=0, description="size of a generated dataset (2-D toys, stacked-mnist)")
     download: bool = Field(True, description="allow downloading a named dataset that is not found locally")
+    per_class: int | None = Field(None, gt=0, description="keep only this many labelled images per class (few-shot); None keeps all")
+    subset_seed: int = Field(0, ge=0, description="picks the per_class images; a larger per_class with the same seed keeps the smaller pick")
 
 
 class ModelConfig(_Section):
@@ -79,10 +82,16 @@ class TrainConfig(_Section):
     epochs: int = Field(5, gt=0, description="passes over the data, counted in D batches")
     seed: int = Field(0, ge=0, description="seeds weights, noise and data order")
     deterministic: bool = Field(False, description="deterministic kernels: a resumed run equals an uninterrupted one bit for bit")
+    precision: PrecisionName = Field(
+        "fp32", description="fp32, bf16 (bf16 compute, fp32 master weights), bf16-mixed (autocast), fp16-mixed (CUDA); bf16 falls back to fp32 where it is slow"
+    )
     log_every: int = Field(50, gt=0, description="steps between metrics.jsonl lines (and host syncs)")
     checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints; 0: at the end of each epoch")
     keep_checkpoints: int = Field(3, gt=0, description="how many recent checkpoints to keep")
     sample_grid: int = Field(64, gt=0, le=1024, description="images in each sample grid (fixed noise)")
+    divergence_retries: int = Field(2, ge=0, description="on NaN/Inf or an exploding loss: roll back to the last checkpoint and continue at most this many times")
+    divergence_lr_factor: float = Field(0.5, gt=0, lt=1, description="each rollback multiplies every learning rate by this")
+    max_abs_loss: float | None = Field(None, gt=0, description="a logged |d_loss| or |g_loss| above this counts as divergence; None: only NaN/Inf do")
 
 
 LOWER_IS_BETTER = ("fid", "kid_mean", "class_kl", "memorized_fraction", "reverse_kl", "stacked_kl")
@@ -98,6 +107,14 @@ class EvalConfig(_Section):
     best_metric: MetricName | None = Field(None, description="keep checkpoints/best.safetensors by this metric (needs every_epochs > 0)")
 
 
+class WatchdogConfig(_Section):
+    every_epochs: int = Field(0, ge=0, description="check for mode collapse every this many epochs (0: never); warnings go to stderr and metrics.jsonl")
+    min_coverage: float = Field(0.5, ge=0, le=1, description="warn when fewer than this fraction of the modes (toys) or classes (images) is covered")
+    min_diversity: float = Field(0.5, ge=0, le=1, description="images: warn when fake features spread less than this fraction of the real ones")
+    patience: int = Field(2, gt=0, description="warn only after this many consecutive failed checks (early training looks collapsed too)")
+    num_samples: int = Field(1000, ge=100, description="images generated per check (2-D toys always use 2,500)")
+
+
 class Config(_Section):
     name: str = Field("run", description="used in the default run folder name")
     data: DataConfig = DataConfig()
@@ -107,6 +124,7 @@ class Config(_Section):
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    watchdog: WatchdogConfig = WatchdogConfig()
 
     @model_validator(mode="after")
     def _fill_loss_defaults(self) -> Config:

@@ -10,24 +10,26 @@ from torch import Tensor, nn
 Critic = Callable[[Tensor], Tensor]
 
 
-def _input_gradients(critic: Critic, inputs: Tensor) -> Tensor:
-    """d sum(D(x)) / dx per sample, flattened to (N, -1), kept in the graph so the penalty trains D."""
+def _input_gradients(critic: Critic, inputs: Tensor, loss_scale: float = 1.0) -> Tensor:
+    """d sum(D(x)) / dx per sample as float32, flattened to (N, -1), kept in the graph so the penalty
+    trains D. Under fp16 loss scaling the scores are scaled before differentiating (small input
+    gradients would underflow in float16) and the result is unscaled."""
     inputs = inputs.detach().requires_grad_(True)
-    (grads,) = torch.autograd.grad(critic(inputs).sum(), inputs, create_graph=True)
-    return grads.flatten(1)
+    (grads,) = torch.autograd.grad(critic(inputs).sum() * loss_scale, inputs, create_graph=True)
+    return grads.flatten(1).float() / loss_scale
 
 
-def gradient_penalty(critic: Critic, real: Tensor, fake: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def gradient_penalty(critic: Critic, real: Tensor, fake: Tensor, generator: torch.Generator | None = None, loss_scale: float = 1.0) -> Tensor:
     """WGAN-GP (Gulrajani et al. 2017): E[(|grad D(x_hat)| - 1)^2] on random interpolates of real and fake."""
     shape = (real.shape[0],) + (1,) * (real.dim() - 1)
-    alpha = torch.rand(shape, device=real.device, dtype=real.dtype, generator=generator)
+    alpha = torch.rand(shape, device=real.device, generator=generator).to(real.dtype)
     interpolates = alpha * real.detach() + (1 - alpha) * fake.detach()
-    return (_input_gradients(critic, interpolates).norm(dim=1) - 1).pow(2).mean()
+    return (_input_gradients(critic, interpolates, loss_scale).norm(dim=1) - 1).pow(2).mean()
 
 
-def r1_penalty(critic: Critic, real: Tensor) -> Tensor:
+def r1_penalty(critic: Critic, real: Tensor, loss_scale: float = 1.0) -> Tensor:
     """R1 (Mescheder et al. 2018): E[|grad D(x)|^2] on real data; the caller scales it by gamma / 2."""
-    return _input_gradients(critic, real).pow(2).sum(dim=1).mean()
+    return _input_gradients(critic, real, loss_scale).pow(2).sum(dim=1).mean()
 
 
 def instance_noise_std(initial_std: float, anneal_steps: int, step: int) -> float:

@@ -49,7 +49,8 @@ class Generator(nn.Module):
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if self.label_embedding is not None:
             z = torch.cat([z, self.label_embedding(_require_labels(labels, "generator", self.num_classes))], dim=1)
-        return self.body(z.reshape(*z.shape, *self.z_spatial)).view(len(z), *self.sample_shape)
+        # shape[0], not len(): an exported graph keeps the batch axis open
+        return self.body(z.reshape(*z.shape, *self.z_spatial)).view(z.shape[0], *self.sample_shape)
 
 
 class Discriminator(nn.Module):

@@ -26,6 +26,7 @@ from gankit.models import build_models
 from gankit.regularizers import add_instance_noise, clip_weights, gradient_penalty, instance_noise_std, r1_penalty
 from gankit.training import checkpoint as ckpt
 from gankit.training.ema import EMA
+from gankit.training.precision import NetworkUpdate, autocast, compute_dtype, effective_precision
 
 STAT_NAMES = ("d_loss", "g_loss", "d_real", "d_fake")
 TOY_SAMPLE_COUNT = 2500  # the mode-collapse literature's evaluation size
@@ -48,9 +49,10 @@ class Callback:
 
 
 def build_optimizer(params, lr: float, config: Config) -> torch.optim.Optimizer:
+    """Adam (fused: one kernel per tensor instead of a dozen) or RMSprop (foreach)."""
     if config.optim.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr)
-    return torch.optim.Adam(params, lr=lr, betas=(config.optim.beta1, config.optim.beta2))
+        return torch.optim.RMSprop(params, lr=lr, foreach=True)
+    return torch.optim.Adam(params, lr=lr, betas=(config.optim.beta1, config.optim.beta2), fused=True)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -89,6 +91,11 @@ class Trainer:
         self.objective = build_objective(config.loss.name, self.D.score_space, stab.label_smoothing)
         self.opt_g = build_optimizer(self.G.parameters(), config.optim.lr_g, config)
         self.opt_d = build_optimizer(self.D.parameters(), config.optim.lr_d, config)
+        self.precision = effective_precision(train.precision, device)
+        self.update_g = NetworkUpdate(self.G, self.opt_g, self.precision, device)
+        self.update_d = NetworkUpdate(self.D, self.opt_d, self.precision, device)
+        # Real and fake go through D as one batch unless batch statistics would mix them.
+        self.joint_d_pass = not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.D.modules())
         self.ema = EMA(self.G, stab.ema_decay) if stab.ema_decay > 0 else None
         self.noise = torch.Generator(device).manual_seed(train.seed + 1)
         self.step = 0
@@ -111,6 +118,7 @@ class Trainer:
     @torch.no_grad()
     def fixed_samples(self) -> Tensor:
         """Samples from the fixed noise, so pictures at different epochs are comparable."""
+        self.update_g.sync_master_buffers()
         sampler = self.sampler
         was_training = sampler.training
         sampler.eval()
@@ -118,14 +126,18 @@ class Trainer:
         sampler.train(was_training)
         return samples
 
-    # --- one step ----------------------------------------------------------------------------
+    # --- one step ---------------------------------------------------------------------------
     def train_step(self) -> None:
+        """n_critic D steps, then a G step on the last D step's fakes (one G forward per step)."""
         n_critic = self.config.stabilizers.n_critic
         for repeat in range(n_critic):
             batch_index = self.step * n_critic + repeat
             real, labels = self._real_batch(batch_index)
-            d_loss, d_real, d_fake = self._d_step(real, labels, batch_index)
-        g_loss = self._g_step(labels)
+            last = repeat == n_critic - 1
+            with torch.set_grad_enabled(last), autocast(self.precision, self.device):
+                fake = self.update_g.compute(self._sample_z(real.shape[0]), labels)
+            d_loss, d_real, d_fake = self._d_step(real, fake.detach(), labels, batch_index)
+        g_loss = self._g_step(fake, labels)
         self.step += 1
         self._window.sums += torch.stack([d_loss, g_loss, d_real, d_fake])
         self._window.steps += 1
@@ -135,47 +147,52 @@ class Trainer:
         stab = self.config.stabilizers
         return instance_noise_std(stab.instance_noise, stab.instance_noise_anneal_steps, self.step)
 
-    def _d_step(self, real: Tensor, labels: Tensor | None, batch_index: int) -> tuple[Tensor, Tensor, Tensor]:
-        stab = self.config.stabilizers
-        std = self._noise_std()
-        with torch.no_grad():
-            fake = self.G(self._sample_z(real.shape[0]), labels)
-        real_in = add_instance_noise(real, std, self.noise)
-        fake_in = add_instance_noise(fake, std, self.noise)
-        real_scores, fake_scores = self.D(real_in, labels), self.D(fake_in, labels)
-        loss = self.objective.d_loss(real_scores, fake_scores)
-        total = loss
+    def _critic(self, labels: Tensor | None):
+        """D's scores as float32 under the step's precision, for the losses and input-gradient penalties."""
 
         def critic(x: Tensor) -> Tensor:
-            return self.D(x, labels)
+            with autocast(self.precision, self.device):
+                return self.update_d.compute(x, labels).float()
 
+        return critic
+
+    def _d_step(self, real: Tensor, fake: Tensor, labels: Tensor | None, batch_index: int) -> tuple[Tensor, Tensor, Tensor]:
+        stab = self.config.stabilizers
+        std = self._noise_std()
+        real_in = add_instance_noise(real.to(compute_dtype(self.precision)), std, self.noise)
+        fake_in = add_instance_noise(fake, std, self.noise)
+        critic = self._critic(labels)
+        if self.joint_d_pass:
+            joint_labels = None if labels is None else torch.cat([labels, labels])
+            real_scores, fake_scores = self._critic(joint_labels)(torch.cat([real_in, fake_in])).chunk(2)
+        else:
+            real_scores, fake_scores = critic(real_in), critic(fake_in)
+        loss = self.objective.d_loss(real_scores, fake_scores)
+        total = loss
+        scale = self.update_d.loss_scale
         if stab.gradient_penalty:
-            total = total + stab.gradient_penalty * gradient_penalty(critic, real_in, fake_in, self.noise)
+            total = total + stab.gradient_penalty * gradient_penalty(critic, real_in, fake_in, self.noise, scale)
         if stab.r1 and batch_index % stab.r1_every == 0:
-            total = total + 0.5 * stab.r1 * stab.r1_every * r1_penalty(critic, real_in)
-        self.opt_d.zero_grad(set_to_none=True)
-        total.backward()
-        self.opt_d.step()
+            total = total + 0.5 * stab.r1 * stab.r1_every * r1_penalty(critic, real_in, scale)
+        self.update_d.step(total)
         if stab.weight_clip:
             clip_weights(self.D, stab.weight_clip)
+            self.update_d.sync_compute()
         read_out = self.objective.read_out
         return loss.detach(), read_out(real_scores.detach()).mean(), read_out(fake_scores.detach()).mean()
 
-    def _g_step(self, labels: Tensor | None) -> Tensor:
-        batch = self.config.train.batch_size
-        self.D.requires_grad_(False)
-        fake = self.G(self._sample_z(batch), labels)
-        loss = self.objective.g_loss(self.D(add_instance_noise(fake, self._noise_std(), self.noise), labels))
-        self.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_g.step()
-        self.D.requires_grad_(True)
+    def _g_step(self, fake: Tensor, labels: Tensor | None) -> Tensor:
+        self.update_d.compute.requires_grad_(False)
+        loss = self.objective.g_loss(self._critic(labels)(add_instance_noise(fake, self._noise_std(), self.noise)))
+        self.update_g.step(loss)
+        self.update_d.compute.requires_grad_(True)
         if self.ema:
+            self.update_g.sync_master_buffers()
             self.ema.update(self.G, self.step)
         return loss.detach()
 
     def _sample_z(self, count: int) -> Tensor:
-        return torch.randn(count, self.G.z_dim, device=self.device, generator=self.noise)
+        return torch.randn(count, self.G.z_dim, device=self.device, generator=self.noise).to(compute_dtype(self.precision))
 
     def _real_batch(self, batch_index: int) -> tuple[Tensor, Tensor | None]:
         """Batch `batch_index` of the run: slice `position` of epoch `epoch`'s fixed permutation."""
@@ -259,6 +276,8 @@ class Trainer:
         ckpt.save_checkpoint(path, tensors, state | extra_state)
 
     def _state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        self.update_g.sync_master_buffers()
+        self.update_d.sync_master_buffers()
         tensors = {f"G.{k}": v for k, v in self.G.state_dict().items()}
         tensors |= {f"D.{k}": v for k, v in self.D.state_dict().items()}
         if self.ema:
@@ -278,6 +297,7 @@ class Trainer:
             "config": self.config.model_dump(mode="json"),
             "opt_g_groups": opt_g_groups,
             "opt_d_groups": opt_d_groups,
+            "precision": self.precision,
             "gankit_version": gankit.__version__,
             "torch_version": torch.__version__,
         }
@@ -297,6 +317,8 @@ class Trainer:
             ckpt.restore_optimizer("opt_d", self.opt_d, tensors, state["opt_d_groups"])
         except (RuntimeError, KeyError, ValueError) as err:
             raise CheckpointError(f"{path} does not fit the configured models: {str(err).splitlines()[0]}") from None
+        self.update_g.sync_compute()
+        self.update_d.sync_compute()
         torch.set_rng_state(tensors["rng.torch"].cpu())
         self.noise.set_state(tensors["rng.noise"].cpu())
         if "rng.cuda" in tensors and self.device.type == "cuda":

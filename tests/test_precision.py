@@ -1,0 +1,102 @@
+"""Lower precisions: penalties stay correct under autocast, bf16 master weights stay float32, and
+bf16 falls back to fp32 where it would be slower."""
+
+import pytest
+import torch
+
+from gankit.config import load_config
+from gankit.data import load_dataset
+from gankit.errors import ConfigError
+from gankit.models import build_models
+from gankit.regularizers import gradient_penalty, r1_penalty
+from gankit.training import precision
+from gankit.training.checkpoint import load_checkpoint
+from gankit.training.precision import autocast, effective_precision
+from gankit.training.run import train
+from gankit.training.trainer import Trainer
+
+TOY = ["data.dataset=toy:ring8", "data.generated_samples=512", "model.name=mlp-toy", "model.z_dim=2", "model.width=32",
+       "train.batch_size=32", "train.epochs=2"]
+
+
+@pytest.fixture
+def bf16_is_fast(monkeypatch):
+    """Pretend this CPU has bf16 matrix units, so the bf16 code paths run (slowly) instead of falling back."""
+    monkeypatch.setattr(precision, "bf16_speedup", lambda device_type: 3.0)
+
+
+def small_critic():
+    config = load_config("configs/dcgan-fashion.yaml", ["model.width=8", "model.d_norm=none"])
+    _, discriminator = build_models(config.model, config.stabilizers, (1, 28, 28), None)
+    return discriminator
+
+
+@pytest.mark.parametrize("penalty", ["gp", "r1"])
+def test_penalties_under_bf16_autocast_match_fp32(penalty):
+    torch.manual_seed(0)
+    discriminator = small_critic()
+    real, fake = torch.rand(8, 1, 28, 28) * 2 - 1, torch.rand(8, 1, 28, 28) * 2 - 1
+
+    def value(name):
+        def critic(x):
+            with autocast(name, torch.device("cpu")):
+                return discriminator(x).float()
+
+        if penalty == "gp":
+            return gradient_penalty(critic, real, fake, torch.Generator().manual_seed(1))
+        return r1_penalty(critic, real)
+
+    exact, mixed = value("fp32"), value("bf16-mixed")
+    assert mixed.dtype == torch.float32
+    assert torch.allclose(mixed, exact, rtol=0.05), (float(mixed), float(exact))
+    weights = [p for p in discriminator.parameters() if p.dim() > 1]  # biases do not move input gradients
+    exact_grads = torch.autograd.grad(exact, weights)
+    mixed_grads = torch.autograd.grad(value("bf16-mixed"), weights)
+    for e, m in zip(exact_grads, mixed_grads):
+        assert torch.nn.functional.cosine_similarity(e.flatten(), m.flatten(), dim=0) > 0.98
+
+
+def test_loss_scale_is_divided_out_of_input_gradients():
+    torch.manual_seed(0)
+    discriminator = small_critic()
+    real = torch.rand(4, 1, 28, 28)
+    assert torch.allclose(r1_penalty(discriminator, real, loss_scale=1024.0), r1_penalty(discriminator, real), rtol=1e-5)
+
+
+def test_bf16_falls_back_to_fp32_where_it_is_slow(monkeypatch):
+    monkeypatch.setattr(precision, "bf16_speedup", lambda device_type: 0.1)
+    with pytest.warns(UserWarning, match="training in fp32 instead"):
+        assert effective_precision("bf16", torch.device("cpu")) == "fp32"
+
+
+def test_fp16_needs_cuda():
+    with pytest.raises(ConfigError, match="needs a CUDA device"):
+        effective_precision("fp16-mixed", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("name", ["bf16", "bf16-mixed"])
+def test_bf16_trains_with_float32_master_weights(bf16_is_fast, name):
+    config = load_config("configs/toy-ring8.yaml", [*TOY, f"train.precision={name}"])
+    trainer = Trainer(config, load_dataset(config.data, 0), torch.device("cpu"))
+    before = [p.detach().clone() for p in trainer.G.parameters()]
+    for _ in range(5):
+        trainer.train_step()
+    assert trainer.precision == name
+    assert all(p.dtype == torch.float32 for p in trainer.G.parameters())
+    assert any(not torch.equal(b, p) for b, p in zip(before, trainer.G.parameters()))
+    assert all(torch.isfinite(trainer._window.sums))
+    if name == "bf16":
+        for master, compute in zip(trainer.G.parameters(), trainer.update_g.compute.parameters()):
+            assert compute.dtype == torch.bfloat16
+            assert torch.equal(compute, master.to(torch.bfloat16))
+
+
+def test_bf16_run_resumes_exactly(bf16_is_fast, tmp_path):
+    overrides = [*TOY, "train.precision=bf16", "train.deterministic=true", "train.checkpoint_every=4", "stabilizers.r1=0.1"]
+    straight = train("configs/toy-ring8.yaml", tmp_path / "straight", overrides=overrides, progress=False)
+    train("configs/toy-ring8.yaml", tmp_path / "cut", overrides=overrides, max_steps=9, progress=False)
+    resumed = train(resume=tmp_path / "cut", progress=False)
+    expected, state = load_checkpoint(straight.checkpoint)
+    got, _ = load_checkpoint(resumed.checkpoint)
+    assert state["precision"] == "bf16"
+    assert [k for k in expected if not torch.equal(expected[k], got[k])] == []
