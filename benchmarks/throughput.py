@@ -1,19 +1,28 @@
-"""Training throughput of the reference GAN: a textbook PyTorch loop against gankit's trainer.
+"""Training throughput: a textbook PyTorch GAN loop against gankit's trainer, in fp32 and bf16,
+against the machine's GEMM bound, and over batch sizes with peak memory.
 
-Both train the exact reference pair on the same in-memory Fashion-MNIST (or MNIST-10k) images
-with Adam 2e-4 (0.5, 0.999), batch 64 by default. Prints images/s of each (median of several
-timed windows after warm-up), their ratio, the FLOPs one step needs (from the layer shapes), the
-machine's GEMM rate at those shapes, and the fraction of that bound each loop reaches.
+Part 1 (reference MLP pair, batch --batch-size): images/s of the textbook loop and of gankit's
+trainer in each --precisions entry (median of --repeats timed windows after warm-up), the ratio,
+the FLOPs one step needs (from the layer shapes), the GEMM rate at those shapes (fp32 and bf16),
+and the fraction of the bound reached. Part 2 (--sweep): images/s and peak memory of the
+reference and DCGAN presets for each batch size, each measured in a fresh process so its peak
+memory is its own.
 
-    python benchmarks/throughput.py [--batch-size 64] [--steps 150] [--repeats 5] [--dataset fashion-mnist]
+    python benchmarks/throughput.py [--device cpu|cuda] [--batch-size 64] [--precisions fp32 bf16 bf16-mixed]
+                                    [--sweep 64 256 1024] [--threads N] [--out benchmarks/results/throughput.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import resource
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -26,6 +35,7 @@ from gankit.training.trainer import Trainer
 Z_DIM = 100
 G_WIDTHS = (Z_DIM, 256, 512, 1024, 784)
 D_WIDTHS = (784, 1024, 512, 256, 1)
+PRESETS = {"reference": "reference-fashion", "dcgan": "dcgan-fashion"}
 
 
 class PerItemImages(Dataset):
@@ -48,50 +58,63 @@ def mlp(widths: tuple[int, ...], last: nn.Module) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def textbook_loop(images: torch.Tensor, batch_size: int) -> Callable[[int], int]:
-    """The loop of a typical GAN tutorial; returns run(steps) -> images consumed."""
-    torch.manual_seed(0)
-    generator, discriminator = mlp(G_WIDTHS, nn.Tanh()), mlp(D_WIDTHS, nn.Sigmoid())
-    opt_g = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    bce = nn.BCELoss()
-    loader = DataLoader(PerItemImages(images), batch_size=batch_size, shuffle=True, drop_last=True)
-    batches = iter(loader)
-    ones, zeros = torch.ones(batch_size, 1), torch.zeros(batch_size, 1)
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
-    def run(steps: int) -> int:
-        nonlocal batches
+
+class TextbookGAN:
+    """The loop of a typical GAN tutorial: per-item Dataset + shuffling DataLoader, a D step on a real
+    and a separate fake forward with BCELoss on Sigmoid outputs, then a G step; Adam 2e-4 (0.5, 0.999)."""
+
+    def __init__(self, images: torch.Tensor, batch_size: int, device: torch.device, seed: int = 0):
+        torch.manual_seed(seed)
+        self.device = device
+        self.batch_size = batch_size
+        self.generator = mlp(G_WIDTHS, nn.Tanh()).to(device)
+        self.discriminator = mlp(D_WIDTHS, nn.Sigmoid()).to(device)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        self.bce = nn.BCELoss()
+        self.loader = DataLoader(PerItemImages(images), batch_size=batch_size, shuffle=True, drop_last=True)
+        self.batches = iter(self.loader)
+        self.ones = torch.ones(batch_size, 1, device=device)
+        self.zeros = torch.zeros(batch_size, 1, device=device)
+
+    def run(self, steps: int) -> int:
+        """Train `steps` steps; returns the images consumed."""
         for _ in range(steps):
             try:
-                real = next(batches)
+                real = next(self.batches)
             except StopIteration:
-                batches = iter(loader)
-                real = next(batches)
-            fake = generator(torch.randn(batch_size, Z_DIM))
-            d_loss = bce(discriminator(real), ones) + bce(discriminator(fake.detach()), zeros)
-            opt_d.zero_grad()
+                self.batches = iter(self.loader)
+                real = next(self.batches)
+            real = real.to(self.device)
+            fake = self.generator(torch.randn(self.batch_size, Z_DIM, device=self.device))
+            d_loss = self.bce(self.discriminator(real), self.ones) + self.bce(self.discriminator(fake.detach()), self.zeros)
+            self.opt_d.zero_grad()
             d_loss.backward()
-            opt_d.step()
-            g_loss = bce(discriminator(fake), ones)
-            opt_g.zero_grad()
+            self.opt_d.step()
+            g_loss = self.bce(self.discriminator(fake), self.ones)
+            self.opt_g.zero_grad()
             g_loss.backward()
-            opt_g.step()
-        return steps * batch_size
+            self.opt_g.step()
+        synchronize(self.device)
+        return steps * self.batch_size
 
-    return run
 
-
-def gankit_loop(dataset, batch_size: int) -> Callable[[int], int]:
-    config = load_config("configs/reference-fashion.yaml", [f"train.batch_size={batch_size}", "train.log_every=1000000"])
-    trainer = Trainer(config, dataset, torch.device("cpu"))
+def gankit_loop(config_path: str, dataset, batch_size: int, precision: str, device: torch.device) -> tuple[Callable[[int], int], str]:
+    """gankit's trainer stepping on the preset; returns run(steps) -> images and the precision that actually ran."""
+    config = load_config(config_path, [f"train.batch_size={batch_size}", "train.log_every=1000000", f"train.precision={precision}"])
+    trainer = Trainer(config, dataset, device)
 
     def run(steps: int) -> int:
         for _ in range(steps):
             trainer.train_step()
-        trainer._window.sums.tolist()  # one host sync, as a log line would cost
+        synchronize(device)
         return steps * batch_size
 
-    return run
+    return run, trainer.precision
 
 
 def images_per_second(run: Callable[[int], int], steps: int, repeats: int) -> float:
@@ -121,45 +144,102 @@ def step_flops(batch_size: int) -> float:
     return g_forward + 2 * d_forward + 2 * (2 * d_forward) + d_forward + 2 * d_forward + 2 * g_forward
 
 
-def gemm_flops_per_second(batch_size: int, repeats: int = 30) -> float:
+def gemm_flops_per_second(batch_size: int, dtype: torch.dtype, device: torch.device, repeats: int = 30) -> float:
     """The machine's matrix-product rate at the step's shapes: for every Linear, its forward product
     (B x in) @ (in x out) and both backward ones, timed together."""
     flops, seconds = 0.0, 0.0
     for b, i, o in linear_shapes(batch_size):
-        x, w, y = torch.randn(b, i), torch.randn(o, i), torch.randn(b, o)
+        x, w, y = (torch.randn(*shape, dtype=dtype, device=device) for shape in ((b, i), (o, i), (b, o)))
         products = (lambda: x @ w.T, lambda: y @ w, lambda: y.T @ x)
         for product in products:
             product()
+        synchronize(device)
         start = time.perf_counter()
         for _ in range(repeats):
             for product in products:
                 product()
+        synchronize(device)
         seconds += time.perf_counter() - start
         flops += repeats * 3 * 2 * b * i * o
     return flops / seconds
 
 
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def measure_one(args: argparse.Namespace) -> None:
+    """--one PRESET:BATCH:PRECISION in this (fresh) process: print images/s and peak memory as JSON."""
+    preset, batch, precision = args.one.split(":")
+    device = torch.device(args.device)
+    dataset = load_dataset(load_config(PRESETS[preset], [f"data.dataset={args.dataset}"]).data)
+    run, ran = gankit_loop(PRESETS[preset], dataset, int(batch), precision, device)
+    rate = images_per_second(run, max(20, args.steps * 64 // int(batch)), args.repeats)
+    print(json.dumps({"preset": preset, "batch": int(batch), "precision": ran, "images_per_s": rate, "peak_memory_mb": peak_memory_mb(device)}))
+
+
+def sweep(args: argparse.Namespace) -> list[dict]:
+    rows = []
+    for preset in PRESETS:
+        for precision in args.precisions:
+            for batch in args.sweep:
+                command = [sys.executable, __file__, "--one", f"{preset}:{batch}:{precision}", "--device", args.device,
+                           "--dataset", args.dataset, "--steps", str(args.steps), "--repeats", str(args.repeats)]
+                if args.threads:
+                    command += ["--threads", str(args.threads)]
+                out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+                rows.append(json.loads(out.strip().splitlines()[-1]))
+                row = rows[-1]
+                print(f"  {preset:<9} {row['precision']:<10} batch {batch:>5}  {row['images_per_s']:9.0f} images/s  peak {row['peak_memory_mb']:7.0f} MB", flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=150, help="steps per timed window")
+    parser.add_argument("--steps", type=int, default=150, help="steps per timed window (at batch 64; scaled for others)")
     parser.add_argument("--repeats", type=int, default=5, help="timed windows per loop (the median is reported)")
     parser.add_argument("--dataset", default="fashion-mnist", help="any gankit dataset spec of 28x28 grayscale images")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16", "bf16-mixed"])
+    parser.add_argument("--sweep", nargs="*", type=int, default=[], help="batch sizes for the images/s and peak-memory table")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args()
-    config = load_config("configs/reference-fashion.yaml", [f"data.dataset={args.dataset}"])
-    dataset = load_dataset(config.data)
-    print(f"reference GAN, batch {args.batch_size}, {len(dataset)} images, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    textbook = images_per_second(textbook_loop(dataset.samples, args.batch_size), args.steps, args.repeats)
-    ours = images_per_second(gankit_loop(dataset, args.batch_size), args.steps, args.repeats)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.one:
+        measure_one(args)
+        return
+    device = torch.device(args.device)
+    dataset = load_dataset(load_config(PRESETS["reference"], [f"data.dataset={args.dataset}"]).data)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.backends.cpu.get_cpu_capability()} CPU"
+    print(f"reference GAN, batch {args.batch_size}, {len(dataset)} images, torch {torch.__version__}, {name}, {torch.get_num_threads()} threads")
     flops = step_flops(args.batch_size)
-    rate = gemm_flops_per_second(args.batch_size)
-    bound = rate / flops * args.batch_size
+    result = {"command": " ".join(sys.argv), "device": name, "threads": torch.get_num_threads(), "batch_size": args.batch_size,
+              "step_gflop": flops / 1e9, "loops": {}}
+    textbook = images_per_second(TextbookGAN(dataset.samples, args.batch_size, device).run, args.steps, args.repeats)
+    result["loops"]["textbook fp32"] = textbook
+    for precision in args.precisions:
+        run, ran = gankit_loop(PRESETS["reference"], dataset, args.batch_size, precision, device)
+        result["loops"][f"gankit {precision}" + ("" if ran == precision else f" (ran {ran})")] = images_per_second(run, args.steps, args.repeats)
     print(f"FLOPs per step (layer shapes)      {flops / 1e9:.2f} GFLOP")
-    print(f"GEMM rate at these shapes          {rate / 1e9:8.0f} GFLOP/s")
-    print(f"GEMM-bound rate                    {bound:8.0f} images/s")
-    print(f"textbook loop                      {textbook:8.0f} images/s ({textbook / bound:.0%} of the bound)")
-    print(f"gankit trainer                     {ours:8.0f} images/s ({ours / bound:.0%} of the bound)")
-    print(f"gankit / textbook                  {ours / textbook:8.2f}x")
+    for dtype_name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        rate = gemm_flops_per_second(args.batch_size, dtype, device)
+        result[f"gemm_gflops_{dtype_name}"] = rate / 1e9
+        result[f"bound_images_per_s_{dtype_name}"] = rate / flops * args.batch_size
+        print(f"GEMM rate at these shapes, {dtype_name}    {rate / 1e9:8.0f} GFLOP/s  -> bound {rate / flops * args.batch_size:8.0f} images/s")
+    bound = result["bound_images_per_s_fp32"]
+    for loop, rate in result["loops"].items():
+        print(f"{loop:<34} {rate:8.0f} images/s  {rate / textbook:5.2f}x textbook  {rate / bound:5.0%} of the fp32 bound")
+    if args.sweep:
+        print("batch sweep (each in a fresh process):")
+        result["sweep"] = sweep(args)
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from gankit.config import PrecisionName
 from gankit.errors import ConfigError
+from gankit.training.distributed import SINGLE, World, average_gradients
 
 MIN_BF16_SPEEDUP = 1.2  # below this, bf16's rounding is not worth it
 
@@ -67,9 +68,10 @@ class NetworkUpdate:
     """One network's optimizer step under a precision: which module runs the passes, and how its
     gradients reach the float32 weights the optimizer owns."""
 
-    def __init__(self, master: nn.Module, optimizer: torch.optim.Optimizer, precision: PrecisionName, device: torch.device):
+    def __init__(self, master: nn.Module, optimizer: torch.optim.Optimizer, precision: PrecisionName, device: torch.device, world: World = SINGLE):
         self.master = master
         self.optimizer = optimizer
+        self.world = world
         self.compute = copy.deepcopy(master).to(torch.bfloat16) if precision == "bf16" else master
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16-mixed" else None
 
@@ -79,15 +81,17 @@ class NetworkUpdate:
         return self.scaler.get_scale() if self.scaler else 1.0
 
     def step(self, loss: Tensor) -> None:
-        """Backward `loss` through the compute copy and update the master weights."""
+        """Backward `loss` through the compute copy, average gradients over ranks, update the master weights."""
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler:
             self.scaler.scale(loss).backward()
+            average_gradients(self.master.parameters(), self.world)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             return
         if self.compute is self.master:
             loss.backward()
+            average_gradients(self.master.parameters(), self.world)
             self.optimizer.step()
             return
         self.compute.zero_grad(set_to_none=True)
@@ -95,6 +99,7 @@ class NetworkUpdate:
         with torch.no_grad():
             for master_param, compute_param in zip(self.master.parameters(), self.compute.parameters()):
                 master_param.grad = None if compute_param.grad is None else compute_param.grad.float()
+        average_gradients(self.master.parameters(), self.world)
         self.optimizer.step()
         self.sync_compute()
 

@@ -25,6 +25,7 @@ from gankit.losses import build_objective
 from gankit.models import build_models
 from gankit.regularizers import add_instance_noise, clip_weights, gradient_penalty, instance_noise_std, r1_penalty
 from gankit.training import checkpoint as ckpt
+from gankit.training.distributed import SINGLE, World, average, broadcast_module
 from gankit.training.ema import EMA
 from gankit.training.precision import NetworkUpdate, autocast, compute_dtype, effective_precision
 
@@ -33,7 +34,13 @@ TOY_SAMPLE_COUNT = 2500  # the mode-collapse literature's evaluation size
 
 
 class Callback:
-    """Something done on a schedule around the loop; override the moments you need."""
+    """Something done on a schedule around the loop; override the moments you need.
+
+    Under torchrun only rank 0 runs callbacks, except those that decide for every rank (a
+    divergence check must stop all processes alike): they set `on_every_rank`.
+    """
+
+    on_every_rank = False
 
     def on_train_start(self, trainer: Trainer) -> None:
         pass
@@ -76,10 +83,20 @@ class _Window:
 
 
 class Trainer:
-    def __init__(self, config: Config, dataset: Dataset, device: torch.device):
+    """The training state and loop. With a `world` of several ranks (torchrun), this process trains
+    on its shard of every batch and gradients are averaged across ranks (training/distributed.py)."""
+
+    def __init__(self, config: Config, dataset: Dataset, device: torch.device, world: World = SINGLE):
         self.config = config
         self.device = device
+        self.world = world
         train, stab = config.train, config.stabilizers
+        if train.batch_size % (world.size * stab.pack):
+            raise GankitError(
+                f"train.batch_size={train.batch_size} is the global batch: it must split evenly over {world.size} processes"
+                + (f" in packs of {stab.pack}" if stab.pack > 1 else "")
+            )
+        self.local_batch = train.batch_size // world.size
         torch.use_deterministic_algorithms(train.deterministic)
         torch.manual_seed(train.seed)
         self.data = dataset.to(device)
@@ -88,17 +105,21 @@ class Trainer:
             raise DataError(f"dataset {dataset.name} has {len(dataset)} samples, fewer than train.batch_size={train.batch_size}; lower the batch size")
         self.total_steps = max(1, train.epochs * self.batches_per_epoch // stab.n_critic)
         self.G, self.D = (model.to(device) for model in build_models(config.model, stab, dataset.sample_shape, dataset.num_classes))
+        broadcast_module(self.G, world)
+        broadcast_module(self.D, world)
         self.objective = build_objective(config.loss.name, self.D.score_space, stab.label_smoothing)
         self.opt_g = build_optimizer(self.G.parameters(), config.optim.lr_g, config)
         self.opt_d = build_optimizer(self.D.parameters(), config.optim.lr_d, config)
         self.precision = effective_precision(train.precision, device)
-        self.update_g = NetworkUpdate(self.G, self.opt_g, self.precision, device)
-        self.update_d = NetworkUpdate(self.D, self.opt_d, self.precision, device)
+        self.update_g = NetworkUpdate(self.G, self.opt_g, self.precision, device, world)
+        self.update_d = NetworkUpdate(self.D, self.opt_d, self.precision, device, world)
         # Real and fake go through D as one batch unless batch statistics would mix them.
         self.joint_d_pass = not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.D.modules())
         self.ema = EMA(self.G, stab.ema_decay) if stab.ema_decay > 0 else None
-        self.noise = torch.Generator(device).manual_seed(train.seed + 1)
+        self.noise = torch.Generator(device).manual_seed(train.seed + 1)  # z: the same on every rank, each takes its slice
+        self.perturb = self.noise if world.size == 1 else torch.Generator(device)  # instance noise, GP mixing: per rank
         self.step = 0
+        self._seed_rank_streams()
         self.end_step = self.total_steps
         self._epoch_order: tuple[int, Tensor] | None = None
         self.fixed_z, self.fixed_labels = self._fixed_inputs()
@@ -141,7 +162,7 @@ class Trainer:
         self.step += 1
         self._window.sums += torch.stack([d_loss, g_loss, d_real, d_fake])
         self._window.steps += 1
-        self._window.images += n_critic * self.config.train.batch_size
+        self._window.images += n_critic * self.config.train.batch_size  # global: all ranks
 
     def _noise_std(self) -> float:
         stab = self.config.stabilizers
@@ -159,8 +180,8 @@ class Trainer:
     def _d_step(self, real: Tensor, fake: Tensor, labels: Tensor | None, batch_index: int) -> tuple[Tensor, Tensor, Tensor]:
         stab = self.config.stabilizers
         std = self._noise_std()
-        real_in = add_instance_noise(real.to(compute_dtype(self.precision)), std, self.noise)
-        fake_in = add_instance_noise(fake, std, self.noise)
+        real_in = add_instance_noise(real.to(compute_dtype(self.precision)), std, self.perturb)
+        fake_in = add_instance_noise(fake, std, self.perturb)
         critic = self._critic(labels)
         if self.joint_d_pass:
             joint_labels = None if labels is None else torch.cat([labels, labels])
@@ -171,7 +192,7 @@ class Trainer:
         total = loss
         scale = self.update_d.loss_scale
         if stab.gradient_penalty:
-            total = total + stab.gradient_penalty * gradient_penalty(critic, real_in, fake_in, self.noise, scale)
+            total = total + stab.gradient_penalty * gradient_penalty(critic, real_in, fake_in, self.perturb, scale)
         if stab.r1 and batch_index % stab.r1_every == 0:
             total = total + 0.5 * stab.r1 * stab.r1_every * r1_penalty(critic, real_in, scale)
         self.update_d.step(total)
@@ -183,7 +204,7 @@ class Trainer:
 
     def _g_step(self, fake: Tensor, labels: Tensor | None) -> Tensor:
         self.update_d.compute.requires_grad_(False)
-        loss = self.objective.g_loss(self._critic(labels)(add_instance_noise(fake, self._noise_std(), self.noise)))
+        loss = self.objective.g_loss(self._critic(labels)(add_instance_noise(fake, self._noise_std(), self.perturb)))
         self.update_g.step(loss)
         self.update_d.compute.requires_grad_(True)
         if self.ema:
@@ -192,7 +213,16 @@ class Trainer:
         return loss.detach()
 
     def _sample_z(self, count: int) -> Tensor:
-        return torch.randn(count, self.G.z_dim, device=self.device, generator=self.noise).to(compute_dtype(self.precision))
+        """z for this rank: its slice of what one process would draw for the whole batch."""
+        z = torch.randn(count * self.world.size, self.G.z_dim, device=self.device, generator=self.noise)
+        return z[self.world.rank * count : (self.world.rank + 1) * count].to(compute_dtype(self.precision))
+
+    def _seed_rank_streams(self) -> None:
+        """Under torchrun, dropout and perturbations differ by rank and continue from the step."""
+        if self.world.size > 1:
+            seed = (self.config.train.seed * 1_000_003 + self.step) * 4099 + self.world.rank
+            torch.manual_seed(seed)
+            self.perturb.manual_seed(seed + 1)
 
     def _real_batch(self, batch_index: int) -> tuple[Tensor, Tensor | None]:
         """Batch `batch_index` of the run: slice `position` of epoch `epoch`'s fixed permutation."""
@@ -200,8 +230,8 @@ class Trainer:
         if self._epoch_order is None or self._epoch_order[0] != epoch:
             order_rng = torch.Generator().manual_seed(self.config.train.seed * 1_000_003 + epoch)
             self._epoch_order = (epoch, torch.randperm(len(self.data), generator=order_rng).to(self.device))
-        size = self.config.train.batch_size
-        indices = self._epoch_order[1][position * size : (position + 1) * size]
+        start = position * self.config.train.batch_size + self.world.rank * self.local_batch
+        indices = self._epoch_order[1][start : start + self.local_batch]
         labels = self.data.labels[indices] if self.G.num_classes else None
         return to_model_range(self.data.samples[indices]), labels
 
@@ -244,7 +274,7 @@ class Trainer:
     def _close_window(self) -> dict[str, Any]:
         """Average the window's stats (one host sync), refuse NaN/Inf, start a new window."""
         window = self._window
-        means = (window.sums / max(window.steps, 1)).tolist()
+        means = average(window.sums / max(window.steps, 1), self.world).tolist()
         elapsed = time.perf_counter() - window.started
         record: dict[str, Any] = {"step": self.step, "epoch": self.epoch, **dict(zip(STAT_NAMES, means))}
         record["g_grad_norm"] = _grad_norm(self.G)
@@ -262,8 +292,10 @@ class Trainer:
     def save(self, directory: Path) -> Path:
         """A step checkpoint in `directory`, keeping the newest train.keep_checkpoints."""
         path = ckpt.step_path(directory, self.step)
-        self.save_to(path)
-        ckpt.prune_checkpoints(directory, self.config.train.keep_checkpoints)
+        if self.world.is_main:
+            self.save_to(path)
+            ckpt.prune_checkpoints(directory, self.config.train.keep_checkpoints)
+        self.world.barrier()
         return path
 
     def save_to(self, path: Path, **extra_state: Any) -> None:
@@ -324,6 +356,7 @@ class Trainer:
         if "rng.cuda" in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda"].cpu(), self.device)
         self.step = int(state["step"])
+        self._seed_rank_streams()
 
 
 def _section(tensors: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
