@@ -3,5 +3,5 @@
 # e.g. scripts/test.sh -m "not slow" for the quick subset.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh --fashion-mnist
+scripts/setup.sh --fashion-mnist --browser
 exec .venv/bin/python -m pytest "$@"

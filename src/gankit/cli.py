@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -19,6 +20,8 @@ def _train(args: argparse.Namespace) -> None:
         raise GankitError("give --config PRESET_OR_YAML for a new run, or --resume RUN_DIR")
     overrides = args.overrides + ([f"data.data_dir={args.data_dir}"] if args.data_dir else [])
     result = train(args.config, args.out, overrides=overrides, resume=args.resume, max_steps=args.max_steps, device=args.device)
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun, rank 0 reports
     print(f"run folder:   {result.run_dir}")
     print(f"samples:      {result.samples}")
     print(f"loss plot:    {result.loss_plot}")
@@ -26,13 +29,17 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _sample(args: argparse.Namespace) -> None:
-    from gankit.apps.sample import sample, write_grid, write_npz, write_pngs
+    from gankit.apps.sample import class_labels, sample, write_grid, write_npz, write_pngs
     from gankit.runs import open_checkpoint
 
     if not (args.grid or args.out_dir or args.npz):
         raise GankitError("say where to write: --grid FILE.png, --out-dir DIR and/or --npz FILE.npz")
     generator = open_checkpoint(args.run_dir, args.checkpoint, device=args.device, trust=args.trust).generator
-    samples, labels = sample(generator, args.n, seed=args.seed)
+    if args.interpolate:
+        _sample_interpolation(args, generator)
+        return
+    n = args.n or 64
+    samples, labels = sample(generator, n, seed=args.seed, labels=class_labels(generator, n, args.label), truncation=args.truncation)
     if args.grid:
         print(f"grid of {len(samples)}: {write_grid(samples, Path(args.grid))}")
     if args.out_dir:
@@ -41,13 +48,34 @@ def _sample(args: argparse.Namespace) -> None:
         print(f"{len(samples)} samples: {write_npz(samples, labels, Path(args.npz))}")
 
 
+def _sample_interpolation(args: argparse.Namespace, generator) -> None:
+    from gankit.apps.sample import interpolation, interpolation_paths, write_gif, write_strip
+
+    if args.npz:
+        raise GankitError("--interpolate writes a PNG strip and a GIF; drop --npz and give --grid FILE.png or --out-dir DIR")
+    strip, gif = interpolation_paths(args.grid, args.out_dir)
+    frames = interpolation(generator, args.n or 8, args.interpolate, seed=args.seed, label=args.label, truncation=args.truncation)
+    print(f"{len(frames)} walks of {args.interpolate} steps: {write_strip(frames, strip)} and {write_gif(frames, gif)}")
+
+
+def _augment(args: argparse.Namespace) -> None:
+    from gankit.apps.augment import augment
+
+    data = augment(
+        args.run_dir, args.per_class, args.out, checkpoint=args.checkpoint, evaluator=args.evaluator, min_confidence=args.min_confidence,
+        max_draws=args.max_draws, seed=args.seed, truncation=args.truncation, device=args.device, trust=args.trust,
+    )
+    counts = ", ".join(f"{label}: {count}" for label, count in data.counts().items())
+    print(f"{len(data.labels)} labelled images ({data.drawn} drawn) in {args.out}; per class {counts}")
+
+
 def _eval(args: argparse.Namespace) -> None:
     from gankit.apps.evaluate import RunEvaluator, format_table
     from gankit.runs import open_checkpoint
     from gankit.training.checkpoint import write_atomically
 
     loaded = open_checkpoint(args.run_dir, args.checkpoint, trust=args.trust)
-    result = RunEvaluator(loaded.config, args.evaluator)(loaded.generator, num_samples=args.n, seed=args.seed)
+    result = RunEvaluator(loaded.config, args.evaluator, trust=args.trust)(loaded.generator, num_samples=args.n, seed=args.seed)
     result |= {"checkpoint": str(loaded.path), "step": loaded.state["step"]}
     out = Path(args.out) if args.out else (Path(args.run_dir) if Path(args.run_dir).is_dir() else Path(".")) / "eval.json"
     write_atomically(out, (json.dumps(result, indent=2) + "\n").encode())
@@ -61,6 +89,14 @@ def _evaluator_train(args: argparse.Namespace) -> None:
     train_evaluator(args.dataset, Path(args.out), epochs=args.epochs, seed=args.seed, data_dir=args.data_dir)
 
 
+def _evaluator_convert_inception(args: argparse.Namespace) -> None:
+    from gankit.metrics.inception import convert_inception
+
+    info = convert_inception(args.source, args.out, trust=args.trust)
+    print(f"wrote {args.out} (sha256 {info.sha256}); {info.describe_origin()}")
+    print(f"use it with: gankit eval RUN --evaluator inception:{args.out}")
+
+
 def _info(args: argparse.Namespace) -> None:
     from gankit.runs import info
 
@@ -72,6 +108,36 @@ def _info(args: argparse.Namespace) -> None:
     for key, value in summary.items():
         print(f"{key:<{width}}  {value}")
 
+
+def _report(args: argparse.Namespace) -> None:
+    from gankit.report.html import write_report
+    from gankit.training import checkpoint as ckpt
+
+    if Path(args.run_dir, "config.yaml").is_file():
+        ckpt.load_checkpoint(ckpt.resolve_checkpoint(Path(args.run_dir)))  # a half-written or damaged run is an error, not a picture
+    print(f"report: {write_report(args.run_dir, args.out)}")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from gankit.apps.export import export_generator
+
+    path, metadata = export_generator(args.run_dir, args.format, args.out, args.checkpoint)
+    inputs = " and ".join(f"{name} {shape}" for name, shape in zip(metadata["inputs"], (f"(N, {metadata['z_dim']}) float32", "(N,) int64")))
+    print(f"{args.format}: {path} (inputs {inputs}; output {metadata['output']}, shape {metadata['sample_shape']}; step {metadata['step']}{', EMA weights' if metadata['ema'] else ''})")
+
+
+def _restore(args: argparse.Namespace) -> None:
+    from gankit.apps.restore import InversionSettings, restore_run
+
+    given = {name: getattr(args, name) for name in InversionSettings.model_fields if getattr(args, name) is not None}
+    summary = restore_run(
+        args.run_dir, args.input, args.out, mask=args.mask, noise=args.noise, blur=args.blur, degraded=args.degraded, label=args.label,
+        settings=InversionSettings.create(**given), seed=args.seed, checkpoint=args.checkpoint, device=args.device, trust=args.trust, strips=args.strips,
+    )
+    print(f"{summary['images']} images restored into {args.out}: restored.npz, restored.png, strips.png, summary.json")
+    print(f"data error (mean squared, observed pixels): {summary['data_error_start']:.4f} at the start, {summary['data_error_end']:.4f} at the end")
+    if "psnr_restored" in summary:
+        print(f"PSNR against the input: degraded {summary['psnr_observed']:.2f} dB, restored {summary['psnr_restored']:.2f} dB")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gankit", description="Train, inspect and sample GANs.")
@@ -89,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = commands.add_parser("sample", help="draw samples from a trained run")
     sample.add_argument("run_dir", help="run folder or checkpoint file")
-    sample.add_argument("-n", type=_positive_int, default=64, help="number of samples (default 64)")
+    sample.add_argument("-n", type=_positive_int, help="number of samples (default 64), or of walks with --interpolate (default 8)")
     sample.add_argument("--grid", help="write one PNG grid here")
     sample.add_argument("--out-dir", help="write one PNG per sample into this folder")
     sample.add_argument("--npz", help="write samples (and labels) as arrays here")
@@ -97,15 +163,19 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--checkpoint", default="last", help="last (default), best, or a checkpoint path")
     sample.add_argument("--device", default="cpu")
     sample.add_argument("--trust", action="store_true", help="allow a pickled --checkpoint (.pt) you made yourself; read with torch.load(weights_only=True)")
+    sample.add_argument("--label", type=int, help="class-conditional runs: draw only this class (default: cycle through the classes)")
+    sample.add_argument("--truncation", type=float, help="redraw z entries beyond +-T (e.g. 0.7): more typical, less varied samples")
+    sample.add_argument("--interpolate", type=_positive_int, metavar="STEPS",
+                        help="write -n walks of STEPS steps between random z pairs: a strip to --grid FILE.png and FILE.gif, or DIR/interpolation.png and .gif for --out-dir DIR")
     sample.set_defaults(handler=_sample)
 
     evaluate = commands.add_parser("eval", help="score a trained run (FID, KID, precision/recall, ...; modes for toys)")
     evaluate.add_argument("run_dir", help="run folder or checkpoint file")
     evaluate.add_argument("-n", type=_positive_int, help="generated images (default eval.num_samples, 10000)")
     evaluate.add_argument("--checkpoint", default="last", help="last (default), best, or a checkpoint path")
-    evaluate.add_argument("--evaluator", help="fashion-mnist, mnist or a .safetensors path (default: picked by dataset)")
+    evaluate.add_argument("--evaluator", help="fashion-mnist, mnist, a .safetensors path, or inception:WEIGHTS (FID's Inception-v3, docs/inception.md) (default: picked by dataset)")
     evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument("--trust", action="store_true", help="allow a pickled --checkpoint (.pt) you made yourself; read with torch.load(weights_only=True)")
+    evaluate.add_argument("--trust", action="store_true", help="allow a pickled --checkpoint (.pt) you made yourself, or inception:FILE.pth; read with torch.load(weights_only=True)")
     evaluate.add_argument("--out", help="where to write the JSON (default RUN_DIR/eval.json)")
     evaluate.set_defaults(handler=_eval)
 
@@ -123,6 +193,59 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("run_dir")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(handler=_info)
+    augment = commands.add_parser("augment", help="write labelled synthetic images (npz or class folders) for training")
+    augment.add_argument("run_dir", help="run folder or checkpoint file")
+    augment.add_argument("--per-class", type=_positive_int, required=True, help="images per class")
+    augment.add_argument("--out", required=True, help="FILE.npz (data.dataset=npz:FILE) or a new folder of class subfolders (folder:DIR)")
+    augment.add_argument("--evaluator", help="unconditional runs: the classifier that labels samples (fashion-mnist, mnist or a .safetensors path; default by dataset)")
+    augment.add_argument("--min-confidence", type=float, default=0.9, help="unconditional runs: keep samples the evaluator labels with at least this softmax probability (default 0.9)")
+    augment.add_argument("--max-draws", type=_positive_int, help="unconditional runs: give up after this many samples (default 20 x the images asked for)")
+    augment.add_argument("--truncation", type=float, help="redraw z entries beyond +-T (see gankit sample)")
+    augment.add_argument("--seed", type=int, default=0)
+    augment.add_argument("--checkpoint", default="last", help="last (default), best, or a checkpoint path")
+    augment.add_argument("--device", default="cpu")
+    augment.add_argument("--trust", action="store_true", help="allow a pickled --checkpoint (.pt) you made yourself; read with torch.load(weights_only=True)")
+    augment.set_defaults(handler=_augment)
+
+    report = commands.add_parser("report", help="write a run's self-contained report.html (samples by epoch, curves, metrics, warnings)")
+    report.add_argument("run_dir", help="run folder")
+    report.add_argument("--out", help="where to write the HTML (default RUN_DIR/report.html)")
+    report.set_defaults(handler=_report)
+
+    export = commands.add_parser("export", help="write the generator (EMA weights when present) as ONNX or TorchScript")
+    export.add_argument("run_dir", help="run folder or checkpoint file")
+    export.add_argument("--format", required=True, choices=("onnx", "torchscript"))
+    export.add_argument("--out", required=True, help="the file to write, e.g. generator.onnx or generator.pt")
+    export.add_argument("--checkpoint", default="last", help="last (default), best, or a checkpoint path")
+    export.set_defaults(handler=_export)
+    convert = evaluator_commands.add_parser("convert-inception", help="convert pytorch-fid's Inception weights (.pth) to .safetensors, once")
+    convert.add_argument("source", help="pt_inception-2015-12-05-6726825d.pth, downloaded by you (see docs/inception.md)")
+    convert.add_argument("out", help="the .safetensors file to write")
+    convert.add_argument("--trust", action="store_true", help="required: the .pth is a pickle; it is read with torch.load(weights_only=True)")
+    convert.set_defaults(handler=_evaluator_convert_inception)
+    restore = commands.add_parser("restore", help="restore images (inpainting, denoising, deblurring) by GAN inversion; see docs/restore.md")
+    restore.add_argument("run_dir", help="run folder or checkpoint file of an image GAN")
+    restore.add_argument("--input", required=True, help="an image file, a folder of images (fitted to G's size) or an .npz (G's size)")
+    restore.add_argument("--out", required=True, help="folder for restored.npz, restored.png, strips.png and summary.json")
+    restore.add_argument("--mask", help="center:SIZE (square hole), random:FRACTION (share of pixels missing) or a mask image (white = missing)")
+    restore.add_argument("--noise", type=float, default=0.0, help="Gaussian noise std on the [-1, 1] scale (e.g. 0.3)")
+    restore.add_argument("--blur", type=float, default=0.0, help="Gaussian blur std in pixels (e.g. 1.0)")
+    restore.add_argument("--degraded", action="store_true", help="the input is already degraded (--noise/--blur describe it); default: degrade it here and compare")
+    restore.add_argument("--label", type=int, help="conditional runs: the class of every input (default: try every class)")
+    restore.add_argument("--steps", type=int, help="Adam steps on z (default 300)")
+    restore.add_argument("--restarts", type=int, help="random starts per image, per class for conditional runs (default 4)")
+    restore.add_argument("--lr", type=float, help="Adam learning rate on z (default 0.05)")
+    restore.add_argument("--prior-weight", dest="prior_weight", type=float, help="weight of the prior on |z| (default 1)")
+    restore.add_argument("--adv-weight", dest="adv_weight", type=float, help="weight of D's realism term (default 10; 0 turns it off)")
+    restore.add_argument("--model-error", dest="model_error", type=float, help="std of what G cannot reproduce, on the [-1, 1] scale (default 0.1)")
+    restore.add_argument("--feather", type=float, help="blur in px of the mask edge when pasting known pixels (default 0: hard edge)")
+    restore.add_argument("--batch-size", dest="batch_size", type=int, help="images optimized together (default 64)")
+    restore.add_argument("--strips", type=_positive_int, default=16, help="rows in strips.png (default 16)")
+    restore.add_argument("--seed", type=int, default=0)
+    restore.add_argument("--checkpoint", default="last", help="last (default), best, or a checkpoint path")
+    restore.add_argument("--device", default="cpu")
+    restore.add_argument("--trust", action="store_true", help="allow a pickled --checkpoint (.pt) you made yourself; read with torch.load(weights_only=True)")
+    restore.set_defaults(handler=_restore)
     return parser
 
 

@@ -1,7 +1,14 @@
-"""Draw samples from a trained generator and write them as a grid, single PNGs or arrays."""
+"""Draw samples from a trained generator and write them as a grid, single PNGs or arrays; walk its
+latent space between two points and write the walk as a strip and a GIF.
+
+Truncation (the BigGAN trick): every z entry whose magnitude exceeds the threshold is drawn
+again until none does, trading variety for typical-looking samples. Without it, z is the plain
+standard normal the generator was trained on.
+"""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
@@ -10,29 +17,146 @@ from torch import Tensor, nn
 
 from gankit.data.npz import save_npz
 from gankit.errors import GankitError
-from gankit.report.plots import save_samples, to_uint8_images
+from gankit.files import atomic_write
+from gankit.report.plots import image_grid, save_samples, to_uint8_images
+
+SAMPLE_BATCH = 500
+GIF_FRAME_MS = 80
 
 
-@torch.no_grad()
-def sample(generator: nn.Module, n: int, *, seed: int = 0, labels: Tensor | None = None, batch_size: int = 500) -> tuple[Tensor, Tensor | None]:
+def latents(count: int, z_dim: int, rng: torch.Generator, truncation: float | None = None) -> Tensor:
+    """(count, z_dim) standard normal z on rng's device; with truncation, entries with |z| > truncation are redrawn."""
+    z = torch.randn(count, z_dim, device=rng.device, generator=rng)
+    if truncation is None:
+        return z
+    if truncation <= 0:
+        raise GankitError(f"truncation must be positive (about 0.5 to 2; smaller is more typical, less varied), got {truncation}")
+    while (outside := z.abs() > truncation).any():
+        z[outside] = torch.randn(int(outside.sum()), device=rng.device, generator=rng)
+    return z
+
+
+def class_labels(generator: nn.Module, count: int, label: int | None = None) -> Tensor | None:
+    """count labels for a conditional G: all `label`, or cycling through the classes; None for an unconditional G."""
+    classes = generator.num_classes
+    if label is None:
+        return torch.arange(count) % classes if classes else None
+    if not classes:
+        raise GankitError("this generator is unconditional (trained without labels), so it takes no --label; drop it, or train with model.conditional=true")
+    if not 0 <= label < classes:
+        raise GankitError(f"label {label} is out of range: this generator knows classes 0 to {classes - 1}")
+    return torch.full((count,), label, dtype=torch.long)
+
+
+def sample(
+    generator: nn.Module,
+    n: int,
+    *,
+    seed: int = 0,
+    labels: Tensor | None = None,
+    truncation: float | None = None,
+    batch_size: int = SAMPLE_BATCH,
+) -> tuple[Tensor, Tensor | None]:
     """n samples on the CPU in G's output range, and their labels (cycled through the classes
     when G is conditional and no labels are given; None for an unconditional G)."""
     if n <= 0:
         raise GankitError(f"number of samples must be positive, got {n}")
-    device = next(generator.parameters()).device
-    rng = torch.Generator(device).manual_seed(seed)
-    if labels is None and generator.num_classes:
-        labels = torch.arange(n) % generator.num_classes
-    was_training = generator.training
-    generator.eval()
+    rng = torch.Generator(_device(generator)).manual_seed(seed)
+    labels = class_labels(generator, n) if labels is None else labels
+    return draw(generator, n, rng, labels, truncation, batch_size), labels
+
+
+@torch.no_grad()
+def draw(
+    generator: nn.Module, n: int, rng: torch.Generator, labels: Tensor | None = None, truncation: float | None = None, batch_size: int = SAMPLE_BATCH
+) -> Tensor:
+    """n samples from noise drawn batch by batch from rng (so a caller can keep drawing from one stream)."""
     chunks = []
     for start in range(0, n, batch_size):
         count = min(batch_size, n - start)
-        z = torch.randn(count, generator.z_dim, device=device, generator=rng)
-        chunk_labels = labels[start : start + count].to(device) if labels is not None else None
-        chunks.append(generator(z, chunk_labels).cpu())
-    generator.train(was_training)
-    return torch.cat(chunks), labels
+        z = latents(count, generator.z_dim, rng, truncation)
+        chunks.append(render(generator, z, None if labels is None else labels[start : start + count]))
+    return torch.cat(chunks)
+
+
+@torch.no_grad()
+def render(generator: nn.Module, z: Tensor, labels: Tensor | None = None, batch_size: int = SAMPLE_BATCH) -> Tensor:
+    """G(z, labels) in eval mode, batch by batch, on the CPU; G's train/eval mode is restored."""
+    device = _device(generator)
+    was_training = generator.training
+    generator.eval()
+    try:
+        return torch.cat([
+            generator(z[start : start + batch_size].to(device), None if labels is None else labels[start : start + batch_size].to(device)).cpu()
+            for start in range(0, len(z), batch_size)
+        ])
+    finally:
+        generator.train(was_training)
+
+
+def slerp(start: Tensor, end: Tensor, fractions: Tensor) -> Tensor:
+    """Spherical interpolation: (P, Z) start and end, (S,) fractions in [0, 1] -> (P, S, Z).
+
+    A straight line between two Gaussian z's passes through the low-norm middle that G rarely saw
+    in training; the great-circle path keeps a typical norm. Fraction 0 gives start and 1 gives end
+    exactly; nearly parallel endpoints fall back to the straight line.
+    """
+    a, b, t = start.double()[:, None], end.double()[:, None], fractions.double().to(start.device)[None, :, None]
+    cosine = torch.nn.functional.cosine_similarity(a, b, dim=-1)[..., None].clamp(-1, 1)
+    angle = torch.arccos(cosine)
+    sine = torch.sin(angle)
+    parallel = sine.abs() < 1e-6
+    safe_sine = torch.where(parallel, torch.ones_like(sine), sine)
+    curved = (torch.sin((1 - t) * angle) * a + torch.sin(t * angle) * b) / safe_sine
+    straight = (1 - t) * a + t * b
+    return torch.where(parallel, straight, curved).to(start.dtype)
+
+
+def interpolate(generator: nn.Module, start: Tensor, end: Tensor, steps: int, labels: Tensor | None = None) -> Tensor:
+    """(P, steps, *sample_shape): row p walks from G(start[p]) to G(end[p]) with label labels[p] throughout."""
+    if steps < 2:
+        raise GankitError(f"an interpolation needs at least 2 steps (its two ends), got {steps}")
+    path = slerp(start, end, torch.linspace(0, 1, steps))
+    row_labels = None if labels is None else labels.repeat_interleave(steps)
+    frames = render(generator, path.flatten(0, 1), row_labels)
+    return frames.view(len(start), steps, *frames.shape[1:])
+
+
+def interpolation(
+    generator: nn.Module, rows: int, steps: int, *, seed: int = 0, label: int | None = None, truncation: float | None = None
+) -> Tensor:
+    """rows random walks: the ends are the first 2 * rows latents of the seed (starts, then ends);
+    row p has label `label`, or class p mod num_classes when G is conditional."""
+    rng = torch.Generator(_device(generator)).manual_seed(seed)
+    ends = latents(2 * rows, generator.z_dim, rng, truncation)
+    return interpolate(generator, ends[:rows], ends[rows:], steps, class_labels(generator, rows, label))
+
+
+def interpolation_paths(grid: str | None, out_dir: str | None) -> tuple[Path, Path]:
+    """Where --interpolate writes its strip and GIF: --grid FILE.png and FILE.gif beside it, else
+    DIR/interpolation.png and DIR/interpolation.gif for --out-dir DIR."""
+    if grid:
+        strip = Path(grid)
+        return strip, strip.with_suffix(".gif")
+    if out_dir:
+        return Path(out_dir) / "interpolation.png", Path(out_dir) / "interpolation.gif"
+    raise GankitError("say where to write the interpolation: --grid FILE.png (and FILE.gif) or --out-dir DIR")
+
+
+def write_strip(frames: Tensor, path: Path) -> Path:
+    """(P, S, C, H, W) walks as one PNG: a row per walk, its S steps left to right."""
+    _check_images(frames.flatten(0, 1), "an interpolation strip (--interpolate)")
+    picture = image_grid(frames.flatten(0, 1), columns=frames.shape[1])
+    return _save_image(picture, path, "PNG")
+
+
+def write_gif(frames: Tensor, path: Path, frame_ms: int = GIF_FRAME_MS) -> Path:
+    """(P, S, C, H, W) walks as a looping GIF: frame s shows step s of every walk side by side,
+    played forward then back so the loop has no jump."""
+    _check_images(frames.flatten(0, 1), "an interpolation GIF (--interpolate)")
+    order = [*range(frames.shape[1]), *range(frames.shape[1] - 2, 0, -1)]
+    pictures = [image_grid(frames[:, step], columns=frames.shape[0]) for step in order]
+    return _save_image(pictures[0], path, "GIF", save_all=True, append_images=pictures[1:], duration=frame_ms, loop=0)
 
 
 def write_grid(samples: Tensor, path: Path) -> Path:
@@ -43,8 +167,7 @@ def write_grid(samples: Tensor, path: Path) -> Path:
 
 def write_pngs(samples: Tensor, directory: Path) -> list[Path]:
     """One PNG per image, named by index (sample-00000.png, ...)."""
-    if samples.dim() != 4:
-        raise GankitError("single PNGs need image samples; this generator makes 2-D points, use --npz or --grid")
+    _check_images(samples, "single PNGs (--out-dir)")
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
     for index, pixels in enumerate(to_uint8_images(samples)):
@@ -61,3 +184,19 @@ def write_npz(samples: Tensor, labels: Tensor | None, path: Path) -> Path:
     save_npz(path, to_uint8_images(samples).transpose(0, 3, 1, 2), None if labels is None else labels.numpy())
     return path
 
+
+def _check_images(samples: Tensor, what: str) -> None:
+    if samples.dim() != 4:
+        raise GankitError(f"{what} can only show images, and this generator makes 2-D points; use --npz or --grid")
+
+
+def _save_image(picture: Image.Image, path: Path, image_format: str, **options) -> Path:
+    buffer = io.BytesIO()
+    picture.save(buffer, format=image_format, **options)
+    with atomic_write(path) as out:
+        out.write(buffer.getvalue())
+    return path
+
+
+def _device(generator: nn.Module) -> torch.device:
+    return next(generator.parameters()).device

@@ -68,14 +68,39 @@ class Dataset:
 
 
 def load_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
-    """Load cfg.dataset whole; seed only matters for generated (toy) data."""
+    """Load cfg.dataset (only data.per_class images of each class when set); seed only matters for generated (toy) data."""
+    dataset = _load_whole(cfg, seed)
+    return per_class_subset(dataset, cfg.per_class, cfg.subset_seed) if cfg.per_class else dataset
+
+
+def per_class_subset(dataset: Dataset, per_class: int, seed: int) -> Dataset:
+    """per_class images of every class, in their original order: the first per_class of each
+    class's torch.randperm (seeded once with seed, classes in label order), so the pick does not
+    depend on the training seed and a smaller per_class keeps a subset of a larger one's pick."""
+    if dataset.labels is None:
+        raise DataError(f"data.per_class={per_class} needs labels, and {dataset.name} has none; unset data.per_class")
+    rng = torch.Generator().manual_seed(seed)
+    labels = dataset.labels.cpu()
+    picked = []
+    for label in range(dataset.num_classes):
+        members = torch.nonzero(labels == label).flatten()
+        if len(members) < per_class:
+            raise DataError(
+                f"data.per_class={per_class} but class {label} of {dataset.name} has only {len(members)} images; lower data.per_class to {len(members)} or less"
+            )
+        picked.append(members[torch.randperm(len(members), generator=rng)[:per_class]])
+    index = torch.cat(picked).sort().values
+    return replace(dataset, samples=dataset.samples[index], labels=dataset.labels[index], name=f"{dataset.name} ({per_class} per class)")
+
+
+def _load_whole(cfg: DataConfig, seed: int) -> Dataset:
     spec = cfg.dataset
     kind, _, target = spec.partition(":")
     if spec in NAMED_DATASETS:
         images, labels = load_named(spec, cfg.split, cfg.data_dir, cfg.download)
         return _image_dataset(images, labels, f"{spec}/{cfg.split}", cfg)
     if kind == STACKED:
-        source = load_dataset(cfg.model_copy(update={"dataset": target or "mnist", "channels": None}), seed)
+        source = load_dataset(cfg.model_copy(update={"dataset": target or "mnist", "channels": None, "per_class": None}), seed)
         if source.sample_shape[0] != 1 or source.labels is None or source.num_classes != 10:
             raise DataError(f"{spec}: the source must be labelled single-channel digits (10 classes), got {source.name}")
         stacks, labels = stack_digits(source.samples, source.labels, cfg.generated_samples, seed)

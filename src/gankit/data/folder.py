@@ -27,10 +27,15 @@ def load_folder(root: Path, image_size: int, channels: int | None) -> tuple[np.n
     """(N, C, image_size, image_size) uint8 images, (N,) labels or None, and the class names or None."""
     paths = image_paths(root)
     class_names, labels = _classes(root, paths)
+    return load_images(paths, image_size, channels), labels, class_names
+
+
+def load_images(paths: list[Path], image_size: int, channels: int | None) -> np.ndarray:
+    """(N, C, image_size, image_size) uint8 from image files, each fitted as described above."""
     images = [_load_image(path, image_size, channels) for path in paths]
     if channels is None and any(image.shape[2] == 3 for image in images):
         images = [np.broadcast_to(image, (image_size, image_size, 3)) for image in images]
-    return np.stack(images).transpose(0, 3, 1, 2), labels, class_names
+    return np.stack(images).transpose(0, 3, 1, 2)
 
 
 def image_paths(root: Path) -> list[Path]:

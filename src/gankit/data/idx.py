@@ -8,6 +8,7 @@ strict so that a damaged download fails here with the file named, not later as b
 from __future__ import annotations
 
 import gzip
+import math
 import re
 import zlib
 from pathlib import Path
@@ -52,7 +53,7 @@ def parse_idx(payload: bytes, source: Path | str) -> np.ndarray:
     if len(payload) < header_size:
         raise DataError(f"{source}: truncated IDX header ({len(payload)} bytes, {header_size} needed for {ndim} dimensions)")
     shape = tuple(int(size) for size in np.frombuffer(payload, dtype=">u4", count=ndim, offset=4))
-    data_size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    data_size = math.prod(shape) * dtype.itemsize  # Python ints: four 32-bit dimensions overflow int64
     actual = len(payload) - header_size
     if actual < data_size:
         raise DataError(f"{source}: truncated: dimensions {shape} need {data_size} data bytes, the file has {actual}")

@@ -11,6 +11,7 @@ allow_pickle=False: a file from elsewhere must never be able to run code.
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,8 @@ from gankit.data.idx import check_labels
 from gankit.errors import DataError
 from gankit.files import atomic_write
 
+# What a damaged zip member raises on reading: bad deflate data, a flipped compression method or encryption flag.
+DAMAGED_ARCHIVE = (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError)
 EXPECTED = "expected key 'images' (uint8, (N, H, W), (N, H, W, C) or (N, C, H, W) with C 1 or 3) and optional 'labels' (integers, (N,))"
 
 
@@ -27,7 +30,7 @@ def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """(N, C, H, W) uint8 images and (N,) labels or None."""
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+    except (ValueError, *DAMAGED_ARCHIVE) as err:
         raise DataError(f"cannot read {path} as an .npz archive ({err}); {EXPECTED}") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise DataError(f"{path} holds a single array, not an .npz archive; {EXPECTED}, as written by np.savez")
@@ -66,7 +69,7 @@ def _array(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
         if "allow_pickle" in str(err):
             raise DataError(f"{path} key '{key}' holds pickled Python objects, which gankit never loads; store a plain numeric array") from None
         raise DataError(f"{path} key '{key}' is unreadable ({err})") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as err:
+    except DAMAGED_ARCHIVE as err:
         raise DataError(f"{path} key '{key}' is unreadable ({err}); the archive is damaged") from None
 
 

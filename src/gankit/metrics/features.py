@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from gankit.data import to_model_range
 
@@ -34,11 +35,12 @@ class EvaluatorFeatures(nn.Module):
         return self.evaluator.features(to_model_range(images))
 
 
-def extract(evaluator: nn.Module, images: Tensor, batch_size: int = EXTRACT_BATCH) -> tuple[Tensor, Tensor]:
+def extract(evaluator: nn.Module, images: Tensor, batch_size: int = EXTRACT_BATCH, progress: str | None = None) -> tuple[Tensor, Tensor]:
     """(N, F) features and (N, K) logits, float32 on the CPU, of images (N, C, H, W) uint8 [0, 255] or float [-1, 1].
 
     Batches move to the evaluator's device as they are (uint8 stays uint8 on the way), run in
     eval mode under inference_mode; the evaluator's train/eval mode is restored afterwards.
+    progress: a label for a progress bar with its time estimate (shown on a terminal only), for slow networks.
     """
     if len(images) == 0:
         raise ValueError("extract needs at least one image")
@@ -49,7 +51,7 @@ def extract(evaluator: nn.Module, images: Tensor, batch_size: int = EXTRACT_BATC
     features, logits = [], []
     try:
         with torch.inference_mode():
-            for batch in images.split(batch_size):
+            for batch in tqdm(images.split(batch_size), desc=progress, unit="batch", disable=None if progress else True):
                 batch_features = evaluator.features(to_model_range(batch.to(device)))
                 features.append(batch_features.float().cpu())
                 logits.append(evaluator.head(batch_features).float().cpu())

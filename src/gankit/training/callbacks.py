@@ -12,7 +12,7 @@ from tqdm import tqdm
 from gankit.apps.evaluate import RunEvaluator
 from gankit.config import LOWER_IS_BETTER
 from gankit.report.plots import plot_losses, read_metrics, save_samples
-from gankit.training.checkpoint import load_checkpoint
+from gankit.training.checkpoint import load_checkpoint, write_atomically
 from gankit.training.trainer import Callback, Trainer
 
 
@@ -24,7 +24,7 @@ class MetricsLog(Callback):
 
     def on_train_start(self, trainer: Trainer) -> None:
         kept = [r for r in read_metrics(self.path) if r["step"] <= trainer.step]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        write_atomically(self.path, "".join(json.dumps(r) + "\n" for r in kept).encode())
 
     def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
         self.write(record)

@@ -39,6 +39,13 @@ def list_checkpoints(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if STEP_FILE.match(p.name))
 
 
+def remove_interrupted_writes(directory: Path) -> None:
+    """Delete the temp files of checkpoint writes a killed process left behind (never read, only clutter)."""
+    if directory.is_dir():
+        for temp in directory.glob(".*.part"):
+            temp.unlink(missing_ok=True)
+
+
 def write_atomically(path: Path, payload: bytes) -> None:
     """atomic_write for a finished payload, with a failure (full disk, no permission) as one clear line."""
     try:

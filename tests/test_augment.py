@@ -1,0 +1,156 @@
+"""gankit augment: labelled synthetic data that the data loaders read back; and the k-per-class subset."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from gankit.apps.augment import synthesize_by_evaluator, synthesize_conditional, write_synthetic
+from gankit.cli import main
+from gankit.config import DataConfig, ModelConfig, StabilizerConfig
+from gankit.data import Dataset, load_dataset, per_class_subset, save_npz, to_model_range
+from gankit.errors import DataError, GankitError
+from gankit.models import build_models
+
+
+def conditional_generator(num_classes):
+    torch.manual_seed(0)
+    generator, _ = build_models(ModelConfig(name="dcgan", width=8, z_dim=16, conditional=True), StabilizerConfig(), (1, 28, 28), num_classes)
+    return generator.eval()
+
+
+class ShadeGenerator(nn.Module):
+    """Unconditional: flat gray 4x4 images whose shade is tanh(z[0])."""
+
+    num_classes = None
+    z_dim = 2
+
+    def __init__(self):
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(()))
+
+    def forward(self, z, labels=None):
+        return torch.tanh(z[:, :1]).view(-1, 1, 1, 1).expand(-1, 1, 4, 4) + self.anchor
+
+
+class ShadeEvaluator(nn.Module):
+    """Classifies a shade by its nearest centre; confident near a centre, unsure between two."""
+
+    def __init__(self, centres=(-0.6, 0.0, 0.6)):
+        super().__init__()
+        self.centres = nn.Parameter(torch.tensor(centres))
+        self.num_classes = len(centres)
+
+    def forward(self, images):
+        shade = to_model_range(images).mean((1, 2, 3))
+        return -40 * (shade[:, None] - self.centres) ** 2
+
+
+def test_conditional_npz_round_trips_through_the_loader(tmp_path):
+    data = synthesize_conditional(conditional_generator(3), 5, seed=1)
+    path = write_synthetic(data, tmp_path / "synthetic.npz")
+    loaded = load_dataset(DataConfig(dataset=f"npz:{path}"))
+    assert loaded.labels.tolist() == [0] * 5 + [1] * 5 + [2] * 5
+    assert loaded.num_classes == 3 and loaded.sample_shape == (1, 28, 28)
+    assert np.array_equal(loaded.samples.numpy(), data.images)
+    assert data.counts() == {0: 5, 1: 5, 2: 5}
+
+
+def test_folder_round_trips_with_label_order_past_ten_classes(tmp_path):
+    data = synthesize_conditional(conditional_generator(12), 2, seed=0)
+    out = write_synthetic(data, tmp_path / "synthetic")
+    assert sorted(p.name for p in out.iterdir()) == [f"{label:02d}" for label in range(12)]  # "10" must sort after "02"
+    loaded = load_dataset(DataConfig(dataset=f"folder:{out}", image_size=28))
+    assert loaded.labels.tolist() == np.repeat(np.arange(12), 2).tolist()
+    assert np.array_equal(loaded.samples.numpy(), data.images)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left behind
+    with pytest.raises(GankitError, match="not an empty folder"):
+        write_synthetic(data, out)
+
+
+def test_unconditional_keeps_only_confident_samples():
+    evaluator = ShadeEvaluator()
+    data = synthesize_by_evaluator(ShadeGenerator(), evaluator, 20, min_confidence=0.9, seed=0)
+    assert data.counts() == {0: 20, 1: 20, 2: 20}
+    probabilities = evaluator(torch.from_numpy(data.images)).softmax(1)
+    assert (probabilities.max(1).values >= 0.9).all()
+    assert probabilities.argmax(1).tolist() == data.labels.tolist()
+    all_shades = to_model_range(torch.from_numpy(data.images)).mean((1, 2, 3))
+    assert (all_shades.abs() - 0.3).abs().min() > 0.05  # nothing from the unsure band between two classes
+    assert data.drawn > 60  # some samples were drawn and thrown away
+    stricter = synthesize_by_evaluator(ShadeGenerator(), evaluator, 20, min_confidence=0.999, seed=0)
+    assert (evaluator(torch.from_numpy(stricter.images)).softmax(1).max(1).values >= 0.999).all()
+
+
+def test_a_class_that_cannot_be_filled_is_reported_with_counts():
+    evaluator = ShadeEvaluator(centres=(-0.6, 0.0, 5.0))  # class 2 lies outside tanh's range
+    with pytest.raises(GankitError, match=r"after 3000 samples .*class 2: 0\);") as caught:
+        synthesize_by_evaluator(ShadeGenerator(), evaluator, 10, max_draws=3000)
+    assert "lower --min-confidence" in str(caught.value)
+    with pytest.raises(GankitError, match="min-confidence"):
+        synthesize_by_evaluator(ShadeGenerator(), evaluator, 10, min_confidence=1.5)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("augment")
+    rng = np.random.default_rng(0)
+    save_npz(root / "tiny.npz", rng.integers(0, 256, (48, 1, 28, 28), dtype=np.uint8), np.arange(48) % 4)
+    common = ["--max-steps", "2", "--device", "cpu", f"data.dataset=npz:{root / 'tiny.npz'}", "train.batch_size=16", "model.width=8"]
+    assert main(["train", "--config", "cdcgan-fashion", "--out", str(root / "cond"), *common]) == 0
+    assert main(["train", "--config", "dcgan-fashion", "--out", str(root / "uncond"), *common]) == 0
+    return root / "cond", root / "uncond"
+
+
+def test_cli_augment_writes_what_loads_back(runs, tmp_path, capsys):
+    assert main(["augment", str(runs[0]), "--per-class", "3", "--out", str(tmp_path / "s.npz")]) == 0
+    assert "12 labelled images" in capsys.readouterr().out
+    loaded = load_dataset(DataConfig(dataset=f"npz:{tmp_path / 's.npz'}"))
+    assert torch.bincount(loaded.labels).tolist() == [3, 3, 3, 3]
+
+
+@pytest.mark.parametrize(
+    "run, extra, message",
+    [
+        (1, [], "no shipped evaluator fits its dataset npz:"),
+        (0, ["--evaluator", "mnist"], "drop --evaluator"),
+        (1, ["--evaluator", "nowhere.safetensors"], "no evaluator 'nowhere.safetensors'"),
+    ],
+)
+def test_cli_augment_mistakes_get_one_line(runs, tmp_path, capsys, run, extra, message):
+    assert main(["augment", str(runs[run]), "--per-class", "2", "--out", str(tmp_path / "s.npz"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "s.npz").exists()
+
+
+def labelled(counts):
+    labels = torch.cat([torch.full((count,), label) for label, count in enumerate(counts)])
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+    labels = labels[order]
+    samples = torch.arange(len(labels)).view(-1, 1, 1, 1).expand(-1, 1, 2, 2).to(torch.uint8)  # pixel value = index
+    return Dataset(samples, labels, len(counts), "test")
+
+
+def test_per_class_subset_is_stratified_deterministic_and_nested():
+    data = labelled([30, 25, 40])
+    subset = per_class_subset(data, 10, seed=0)
+    assert torch.bincount(subset.labels).tolist() == [10, 10, 10]
+    index = subset.samples[:, 0, 0, 0].long()
+    assert torch.equal(data.labels[index], subset.labels)  # each image keeps its own label
+    assert index.tolist() == sorted(index.tolist())  # in the original order
+    assert torch.equal(per_class_subset(data, 10, seed=0).samples, subset.samples)
+    assert not torch.equal(per_class_subset(data, 10, seed=1).samples, subset.samples)
+    larger = set(per_class_subset(data, 20, seed=0).samples[:, 0, 0, 0].tolist())
+    assert set(index.tolist()) <= larger
+
+
+def test_per_class_subset_errors_and_load_dataset(tmp_path):
+    with pytest.raises(DataError, match="class 1 of test has only 25 images; lower data.per_class to 25"):
+        per_class_subset(labelled([30, 25, 40]), 26, seed=0)
+    with pytest.raises(DataError, match="needs labels"):
+        per_class_subset(Dataset(torch.zeros(4, 1, 2, 2, dtype=torch.uint8), None, None, "unlabelled"), 1, seed=0)
+    save_npz(tmp_path / "d.npz", np.arange(60, dtype=np.uint8).reshape(60, 1, 1, 1).repeat(2, 2).repeat(2, 3), np.arange(60) % 3)
+    picked = load_dataset(DataConfig(dataset=f"npz:{tmp_path / 'd.npz'}", per_class=4, subset_seed=2))
+    assert len(picked) == 12 and torch.bincount(picked.labels).tolist() == [4, 4, 4]
+    assert (picked.samples[:, 0, 0, 0].long() % 3 == picked.labels).all()
