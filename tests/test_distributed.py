@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from gankit.data import save_npz
 from gankit.training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -24,14 +23,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    save_npz(path, rng.integers(0, 256, (96, 1, 28, 28), dtype=np.uint8), rng.integers(0, 3, 96))
-    return path
 
 
 def gankit_train(args: list[str], processes: int) -> subprocess.CompletedProcess:
@@ -52,17 +43,17 @@ def losses(run_dir) -> list[tuple[float, float]]:
     return [(r["d_loss"], r["g_loss"]) for r in records if "d_loss" in r]
 
 
-def test_two_processes_match_one_and_resume_exactly(tmp_path, tiny_data):
-    single = gankit_train([*settings(tiny_data), "--out", str(tmp_path / "one")], 1)
+def test_two_processes_match_one_and_resume_exactly(tmp_path, tiny_npz):
+    single = gankit_train([*settings(tiny_npz), "--out", str(tmp_path / "one")], 1)
     assert single.returncode == 0, single.stderr
-    pair = gankit_train([*settings(tiny_data), "--out", str(tmp_path / "two")], 2)
+    pair = gankit_train([*settings(tiny_npz), "--out", str(tmp_path / "two")], 2)
     assert pair.returncode == 0, pair.stderr
 
     one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
     assert len(one) == len(two) == 6  # rank 0 alone logged: one line per step, not two
     assert np.allclose(one, two, rtol=LOSS_TOLERANCE, atol=0), (one, two)
 
-    cut = gankit_train([*settings(tiny_data), "--out", str(tmp_path / "cut"), "--max-steps", "3"], 2)
+    cut = gankit_train([*settings(tiny_npz), "--out", str(tmp_path / "cut"), "--max-steps", "3"], 2)
     assert cut.returncode == 0, cut.stderr
     resumed = gankit_train(["--resume", str(tmp_path / "cut")], 2)
     assert resumed.returncode == 0, resumed.stderr
@@ -72,7 +63,7 @@ def test_two_processes_match_one_and_resume_exactly(tmp_path, tiny_data):
     assert [k for k in weights if not torch.equal(expected[k], got[k])] == []
 
 
-def test_global_batch_must_split_over_the_processes(tmp_path, tiny_data):
-    result = gankit_train([*settings(tiny_data), "train.batch_size=15", "--out", str(tmp_path / "odd")], 2)
+def test_global_batch_must_split_over_the_processes(tmp_path, tiny_npz):
+    result = gankit_train([*settings(tiny_npz), "train.batch_size=15", "--out", str(tmp_path / "odd")], 2)
     assert result.returncode != 0
     assert "must split evenly over 2 processes" in result.stderr

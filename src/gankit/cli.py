@@ -1,4 +1,4 @@
-"""`gankit train|sample|eval|evaluator|info`: a thin shell over the Python API; user errors become one line and exit 2."""
+"""`gankit train|sample|eval|evaluator|info|report|export|restore|augment`: a thin shell over the Python API; user errors become one line and exit 2."""
 
 from __future__ import annotations
 

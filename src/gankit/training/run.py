@@ -12,6 +12,7 @@ from gankit.data import load_dataset
 from gankit.data.toy import toy_modes
 from gankit.errors import GankitError, TrainingDiverged
 from gankit.report.html import HtmlReport
+from gankit.report.tensorboard import TensorBoardLog
 from gankit.runs import RunPaths
 from gankit.training import checkpoint as ckpt
 from gankit.apps.evaluate import RunEvaluator
@@ -89,6 +90,8 @@ def _train(config, out_dir, overrides, resume, max_steps, device, progress, worl
         callbacks.insert(1, Evaluation(RunEvaluator(config), log, paths.checkpoints / ckpt.BEST_NAME))
     first, last_callbacks = watchdog_callbacks(config, dataset, log)
     callbacks = first + callbacks + last_callbacks
+    if config.train.tensorboard and world.is_main:
+        callbacks.append(TensorBoardLog(paths.root / "tensorboard", paths.metrics))  # last: sees this epoch's evaluations and warnings
     if not world.is_main:
         callbacks = [c for c in callbacks if c.on_every_rank]
     trainer = _fit_with_rollbacks(trainer, paths, callbacks, max_steps, log, lambda: Trainer(config, dataset, trainer.device, world))
