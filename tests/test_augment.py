@@ -91,19 +91,8 @@ def test_a_class_that_cannot_be_filled_is_reported_with_counts():
         synthesize_by_evaluator(ShadeGenerator(), evaluator, 10, min_confidence=1.5)
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("augment")
-    rng = np.random.default_rng(0)
-    save_npz(root / "tiny.npz", rng.integers(0, 256, (48, 1, 28, 28), dtype=np.uint8), np.arange(48) % 4)
-    common = ["--max-steps", "2", "--device", "cpu", f"data.dataset=npz:{root / 'tiny.npz'}", "train.batch_size=16", "model.width=8"]
-    assert main(["train", "--config", "cdcgan-fashion", "--out", str(root / "cond"), *common]) == 0
-    assert main(["train", "--config", "dcgan-fashion", "--out", str(root / "uncond"), *common]) == 0
-    return root / "cond", root / "uncond"
-
-
-def test_cli_augment_writes_what_loads_back(runs, tmp_path, capsys):
-    assert main(["augment", str(runs[0]), "--per-class", "3", "--out", str(tmp_path / "s.npz")]) == 0
+def test_cli_augment_writes_what_loads_back(tiny_runs, tmp_path, capsys):
+    assert main(["augment", str(tiny_runs[0]), "--per-class", "3", "--out", str(tmp_path / "s.npz")]) == 0
     assert "12 labelled images" in capsys.readouterr().out
     loaded = load_dataset(DataConfig(dataset=f"npz:{tmp_path / 's.npz'}"))
     assert torch.bincount(loaded.labels).tolist() == [3, 3, 3, 3]
@@ -117,8 +106,8 @@ def test_cli_augment_writes_what_loads_back(runs, tmp_path, capsys):
         (1, ["--evaluator", "nowhere.safetensors"], "no evaluator 'nowhere.safetensors'"),
     ],
 )
-def test_cli_augment_mistakes_get_one_line(runs, tmp_path, capsys, run, extra, message):
-    assert main(["augment", str(runs[run]), "--per-class", "2", "--out", str(tmp_path / "s.npz"), *extra]) == 2
+def test_cli_augment_mistakes_get_one_line(tiny_runs, tmp_path, capsys, run, extra, message):
+    assert main(["augment", str(tiny_runs[run]), "--per-class", "2", "--out", str(tmp_path / "s.npz"), *extra]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "s.npz").exists()

@@ -59,6 +59,7 @@ def test_info(image_run, capsys):
     assert main(["info", str(image_run)]) == 0
     out = capsys.readouterr().out
     assert "mlp-reference" in out and "step" in out and "1486352" in out
+    assert "fp32 (asked: fp32)" in out
 
 
 @pytest.mark.parametrize(

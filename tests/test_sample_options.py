@@ -1,6 +1,5 @@
 """gankit sample's options: truncation, a fixed class label, latent interpolation strips and GIFs."""
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -8,7 +7,7 @@ from PIL import Image
 from gankit.apps.sample import class_labels, interpolate, interpolation, latents, render, sample, slerp
 from gankit.cli import main
 from gankit.config import DataConfig, ModelConfig, StabilizerConfig
-from gankit.data import load_dataset, save_npz
+from gankit.data import load_dataset
 from gankit.errors import GankitError
 from gankit.models import build_models
 
@@ -19,18 +18,6 @@ def tiny_generator(num_classes=None):
     torch.manual_seed(0)
     generator, _ = build_models(ModelConfig(name="dcgan", width=8, z_dim=16, conditional=bool(num_classes)), StabilizerConfig(), SHAPE, num_classes)
     return generator.eval()
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """A conditional (3 classes) and an unconditional run, 2 steps each on random labelled images."""
-    root = tmp_path_factory.mktemp("sample")
-    rng = np.random.default_rng(0)
-    save_npz(root / "tiny.npz", rng.integers(0, 256, (48, 1, 28, 28), dtype=np.uint8), np.arange(48) % 3)
-    common = ["--max-steps", "2", "--device", "cpu", f"data.dataset=npz:{root / 'tiny.npz'}", "train.batch_size=16", "model.width=8"]
-    assert main(["train", "--config", "cdcgan-fashion", "--out", str(root / "cond"), *common]) == 0
-    assert main(["train", "--config", "dcgan-fashion", "--out", str(root / "uncond"), *common]) == 0
-    return root / "cond", root / "uncond"
 
 
 def test_truncation_redraws_entries_beyond_the_threshold():
@@ -107,8 +94,8 @@ def test_interpolation_rows_hold_one_label_and_start_from_the_seed():
     assert torch.allclose(fixed[:, -1], render(generator, latents(4, 16, torch.Generator().manual_seed(9))[2:], torch.tensor([1, 1])), atol=1e-6)
 
 
-def test_cli_label_truncation_and_interpolation(runs, tmp_path, capsys):
-    conditional, unconditional = runs
+def test_cli_label_truncation_and_interpolation(tiny_runs, tmp_path, capsys):
+    conditional, unconditional = tiny_runs
     assert main(["sample", str(conditional), "-n", "9", "--label", "2", "--truncation", "0.7", "--npz", str(tmp_path / "two.npz")]) == 0
     two = load_dataset(DataConfig(dataset=f"npz:{tmp_path / 'two.npz'}"))
     assert two.labels.tolist() == [2] * 9
@@ -134,8 +121,8 @@ def test_cli_label_truncation_and_interpolation(runs, tmp_path, capsys):
         (["--interpolate", "1", "--grid", "g.png"], "at least 2 steps"),
     ],
 )
-def test_cli_mistakes_get_one_line(runs, tmp_path, monkeypatch, capsys, extra, message):
+def test_cli_mistakes_get_one_line(tiny_runs, tmp_path, monkeypatch, capsys, extra, message):
     monkeypatch.chdir(tmp_path)
-    assert main(["sample", str(runs[1]), *extra]) == 2
+    assert main(["sample", str(tiny_runs[1]), *extra]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1

@@ -138,6 +138,7 @@ def info(run_dir: str | Path) -> dict[str, Any]:
         "epoch": state["epoch"],
         "epochs_planned": config.train.epochs,
         "ema": loaded.has_ema,
+        "precision": f"{state.get('precision', 'fp32')} (asked: {config.train.precision})",
         "g_parameters": sum(p.numel() for p in loaded.generator.parameters()),
         "d_parameters": sum(p.numel() for p in loaded.discriminator.parameters()),
         "checkpoints": [p.name for p in ckpt.list_checkpoints(paths.checkpoints)],
