@@ -4,9 +4,13 @@
     python benchmarks/fault_injection.py --kills 4 --json  # the short version tests/test_faults.py runs
 
 A reference run trains uninterrupted first. Then the same config (deterministic, a checkpoint
-every few steps) is started as `python -m gankit train` and killed with SIGKILL, alternately
-at a random moment after it started and the instant a checkpoint's temporary file (.part)
-appears in checkpoints/ (polled every millisecond), i.e. in the middle of a checkpoint write.
+every few steps) is started as `python -m gankit train` and killed with SIGKILL, in turn: at a
+random moment after it started (start-up included); at a random moment after it saved a new
+checkpoint; and, after a new checkpoint, the instant the next checkpoint's temporary file
+(.part) appears in checkpoints/ (polled every millisecond), i.e. in the middle of a write.
+Waiting for a new checkpoint in two kills of three makes the run progress however slow the
+machine's start-up is (on a loaded machine, kills timed only from start-up all landed before
+the first checkpoint).
 After every kill each checkpoint on disk must load (gankit.training.checkpoint.load_checkpoint
 checks its content hash) and the newest one must not be older than before; then the run
 continues with --resume (or starts afresh when it was killed before its first checkpoint).
@@ -101,6 +105,12 @@ def wait_for_write(process: subprocess.Popen, folder: Path, timeout: float) -> N
         time.sleep(POLL_S)
 
 
+def wait_for_progress(process: subprocess.Popen, folder: Path, before: int) -> None:
+    """Return once a checkpoint newer than step `before` is complete (or when the process ends)."""
+    while process.poll() is None and newest_step(folder) <= before:
+        time.sleep(POLL_S)
+
+
 def newest_step(folder: Path) -> int:
     found = list_checkpoints(folder)
     return int(found[-1].name[5:13]) if found else 0
@@ -146,7 +156,10 @@ def inject(kills: int, workdir: Path, seed: int) -> Counts:
             break
         counts.resumes += resuming
         counts.fresh_restarts += not resuming
-        if counts.kills % 2:
+        mode = counts.kills % 3
+        if mode:  # let this start save a checkpoint first, so the run makes progress however slow start-up is
+            wait_for_progress(process, checkpoints, before)
+        if mode == 2:
             wait_for_write(process, checkpoints, timeout=train_seconds)
         else:
             time.sleep(rng.uniform(0, 2 * train_seconds / (kills + 2)))  # all random kills together cost about half a run
