@@ -25,6 +25,7 @@ def _train(args: argparse.Namespace) -> None:
     print(f"run folder:   {result.run_dir}")
     print(f"samples:      {result.samples}")
     print(f"loss plot:    {result.loss_plot}")
+    print(f"report:       {result.run_dir / 'report.html'}")
     print(f"checkpoint:   {result.checkpoint} (step {result.step})")
 
 
