@@ -205,12 +205,12 @@ def _svg_chart(title: str, steps: list[int], series: dict[str, list[Any]]) -> st
         # a single evaluation is a dot: a one-point polyline draws nothing
         shape = f"polyline points=\"{' '.join(f'{px:.1f},{py:.1f}' for px, py in placed)}\"" if len(placed) > 1 else f"circle r=\"3\" cx=\"{placed[0][0]:.1f}\" cy=\"{placed[0][1]:.1f}\""
         lines.append(f"<{shape} data-series=\"{escape(name)}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\"/>")
-        legend.append(f"<text x=\"{MARGIN + 130 * index}\" y=\"{CHART_HEIGHT - 8}\" fill=\"{colour}\">\u25a0 {escape(name)}</text>")
+        legend.append(f"<text x=\"{MARGIN + 130 * index}\" y=\"{CHART_HEIGHT - 8}\"><tspan style=\"fill: {colour}\">\u25a0</tspan> {escape(name)}</text>")
     bottom, right = CHART_HEIGHT - MARGIN, CHART_WIDTH - MARGIN
     axes = (
         f"<rect x=\"{MARGIN}\" y=\"{MARGIN}\" width=\"{plot_width}\" height=\"{plot_height}\" fill=\"none\" stroke=\"#bbb\"/>"
-        f"<text x=\"{MARGIN - 4}\" y=\"{MARGIN + 4}\" text-anchor=\"end\">{_format(float(y_high))}</text>"
-        f"<text x=\"{MARGIN - 4}\" y=\"{bottom}\" text-anchor=\"end\">{_format(float(y_low))}</text>"
+        f"<text x=\"{MARGIN - 4}\" y=\"{MARGIN + 4}\" text-anchor=\"end\">{float(y_high):.4g}</text>"
+        f"<text x=\"{MARGIN - 4}\" y=\"{bottom}\" text-anchor=\"end\">{float(y_low):.4g}</text>"
         f"<text x=\"{MARGIN}\" y=\"{bottom + 14}\">{x_low}</text>"
         f"<text x=\"{right}\" y=\"{bottom + 14}\" text-anchor=\"end\">step {x_high}</text>"
         f"<text x=\"{MARGIN}\" y=\"{MARGIN - 12}\" font-weight=\"bold\">{escape(title)}</text>"
