@@ -29,14 +29,22 @@ def toy_metrics(samples: Tensor, centers: Tensor, std: float) -> dict[str, float
     HQ samples sit on one mode. With no HQ sample at all p_fake is undefined; it is reported
     as log K, the worst value, so a run can never look better by producing nothing usable.
     """
-    distances = torch.cdist(samples.detach().cpu().double(), centers.cpu().double())
-    nearest_distance, nearest_mode = distances.min(1)
-    high_quality = nearest_distance <= HQ_STDS * std
-    hist = torch.bincount(nearest_mode[high_quality], minlength=len(centers))
-    reverse_kl = class_kl(hist, torch.ones(len(centers))) if high_quality.any() else math.log(len(centers))
+    return histogram_metrics(high_quality_histogram(samples, centers, std), len(samples))
+
+
+def histogram_metrics(hist: Tensor, num_samples: int) -> dict[str, float | int]:
+    """toy_metrics from the HQ histogram of `num_samples` samples (for callers that need the histogram too)."""
+    reverse_kl = class_kl(hist, torch.ones(len(hist))) if hist.sum() else math.log(len(hist))
     return {
         "modes_captured": int((hist > 0).sum()),
-        "modes_total": len(centers),
-        "high_quality_fraction": float(high_quality.double().mean()),
+        "modes_total": len(hist),
+        "high_quality_fraction": float(hist.sum()) / num_samples,
         "reverse_kl": reverse_kl,
     }
+
+
+def high_quality_histogram(samples: Tensor, centers: Tensor, std: float) -> Tensor:
+    """(K,) count of HQ samples (within HQ_STDS std of their nearest center) per nearest mode."""
+    distances = torch.cdist(samples.detach().cpu().double(), centers.cpu().double())
+    nearest_distance, nearest_mode = distances.min(1)
+    return torch.bincount(nearest_mode[nearest_distance <= HQ_STDS * std], minlength=len(centers))

@@ -26,7 +26,7 @@ from gankit.data.toy import toy_modes
 from gankit.errors import TrainingDiverged
 from gankit.metrics.evaluator import Evaluator, evaluator_for_dataset, load_evaluator
 from gankit.metrics.features import extract
-from gankit.metrics.toy import HQ_STDS, toy_metrics
+from gankit.metrics.toy import high_quality_histogram, histogram_metrics
 from gankit.training.callbacks import MetricsLog
 from gankit.training.trainer import Callback, Trainer
 
@@ -72,10 +72,8 @@ class ToyProbe:
 
     def __call__(self, trainer: Trainer) -> dict[str, Any]:
         samples = trainer.fixed_samples()
-        numbers = toy_metrics(samples, self.centers, self.std)
-        distances = torch.cdist(samples.detach().cpu().double(), self.centers.double())
-        nearest_distance, nearest_mode = distances.min(1)
-        near = torch.bincount(nearest_mode[nearest_distance <= HQ_STDS * self.std], minlength=len(self.centers))
+        near = high_quality_histogram(samples, self.centers, self.std)
+        numbers = histogram_metrics(near, len(samples))
         covered = int((near >= max(COVERED_SHARE * int(near.sum()) / len(self.centers), 1)).sum())
         return numbers | {"modes_covered": covered, "coverage": covered / len(self.centers)}
 
