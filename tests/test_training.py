@@ -14,6 +14,7 @@ from gankit.losses import Objective
 from gankit.runs import load, open_checkpoint
 from gankit.training import checkpoint as ckpt
 from gankit.training.run import train
+from gankit.training.trainer import lr_decay_factor
 
 
 def modes_captured(samples: torch.Tensor, name: str) -> tuple[int, float]:
@@ -54,7 +55,7 @@ RESUME_CASES = {
     "toy-wgan-gp": ["data.dataset=toy:ring8", "data.generated_samples=512", "model.name=mlp-toy", "model.z_dim=2",
                     "model.width=32", "loss.name=wgan-gp", "stabilizers.n_critic=2", "stabilizers.d_dropout=0.2",
                     "stabilizers.instance_noise=0.1", "stabilizers.instance_noise_anneal_steps=20", "stabilizers.ema_decay=0.9",
-                    "train.batch_size=32", "train.epochs=4"],
+                    "optim.lr_decay=cosine", "optim.lr_decay_start=0.25", "train.batch_size=32", "train.epochs=4"],
     # batch-norm buffers, conditional embedding/projection, label smoothing, R1
     "dcgan-conditional": ["model.name=dcgan", "model.width=8", "model.z_dim=16", "model.conditional=true",
                           "stabilizers.label_smoothing=0.1", "stabilizers.r1=1", "stabilizers.r1_every=2",
@@ -82,6 +83,25 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, case):
     records = [json.loads(line) for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in records if "warning" not in r]  # a watchdog warning shares its step with a log line
     assert steps == sorted(set(steps)), "metrics.jsonl repeats steps after resume"
+
+
+@pytest.mark.parametrize("shape, halfway", [("linear", 0.55), ("cosine", 0.55)])
+def test_learning_rate_decay_holds_then_falls_to_the_final_fraction(shape, halfway):
+    optim = load_config(None, [f"optim.lr_decay={shape}", "optim.lr_decay_start=0.5", "optim.lr_decay_to=0.1"]).optim
+    factors = [lr_decay_factor(optim, step, 101) for step in range(101)]
+    assert factors[:51] == [1.0] * 51
+    assert factors[-1] == pytest.approx(0.1)
+    assert factors[75] == pytest.approx(halfway)  # halfway through the decay, both shapes are halfway down
+    assert all(a > b for a, b in zip(factors[50:], factors[51:])), "the decay must fall at every step"
+    assert lr_decay_factor(load_config(None, []).optim, 100, 101) == 1.0
+
+
+def test_the_last_update_uses_the_decayed_rate_and_the_checkpoint_keeps_the_base_rate(tmp_path):
+    overrides = ["data.generated_samples=512", "train.batch_size=64", "train.epochs=2", "optim.lr_decay=linear", "optim.lr_decay_to=0.25"]
+    result = train("configs/toy-ring8.yaml", tmp_path / "run", overrides=overrides, progress=False)
+    state = ckpt.load_checkpoint(result.checkpoint)[1]
+    for groups in (state["opt_g_groups"], state["opt_d_groups"]):
+        assert groups[0]["lr"] == pytest.approx(0.25e-3) and groups[0]["base_lr"] == pytest.approx(1e-3)
 
 
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):

@@ -75,6 +75,9 @@ class OptimConfig(_Section):
     lr_d: float = Field(2e-4, gt=0, description="D learning rate (differs from lr_g for TTUR)")
     beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1")
     beta2: float = Field(0.999, ge=0, lt=1, description="Adam beta2")
+    lr_decay: Literal["none", "linear", "cosine"] = Field("none", description="anneal both learning rates over the run (lets G settle onto the modes)")
+    lr_decay_start: float = Field(0.0, ge=0, lt=1, description="fraction of the run's steps before the decay begins")
+    lr_decay_to: float = Field(0.0, ge=0, le=1, description="learning rate at the last step, as a fraction of lr_g/lr_d")
 
 
 class TrainConfig(_Section):

@@ -152,7 +152,7 @@ def _roll_back(trainer: Trainer, paths: RunPaths, fresh: Callable[[], Trainer], 
 
     The rates are taken before restoring, so repeated rollbacks to one checkpoint compound; the
     checkpoints written afterwards carry them, so a --resume keeps them too."""
-    rates = [[group["lr"] * lr_factor for group in opt.param_groups] for opt in (trainer.opt_g, trainer.opt_d)]
+    rates = [[{key: group[key] * lr_factor for key in ("lr", "base_lr")} for group in opt.param_groups] for opt in (trainer.opt_g, trainer.opt_d)]
     found = ckpt.list_checkpoints(paths.checkpoints)
     if found:
         trainer.restore(found[-1])
@@ -160,5 +160,5 @@ def _roll_back(trainer: Trainer, paths: RunPaths, fresh: Callable[[], Trainer], 
         trainer = fresh()
     for opt, lowered in zip((trainer.opt_g, trainer.opt_d), rates):
         for group, lr in zip(opt.param_groups, lowered):
-            group["lr"] = lr
+            group.update(lr)
     return trainer

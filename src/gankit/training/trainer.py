@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 import gankit
-from gankit.config import Config
+from gankit.config import Config, OptimConfig
 from gankit.data import Dataset, to_model_range
 from gankit.errors import CheckpointError, DataError, GankitError, TrainingDiverged
 from gankit.losses import build_objective
@@ -56,10 +56,26 @@ class Callback:
 
 
 def build_optimizer(params, lr: float, config: Config) -> torch.optim.Optimizer:
-    """Adam (fused: one kernel per tensor instead of a dozen) or RMSprop (foreach)."""
+    """Adam (fused: one kernel per tensor instead of a dozen) or RMSprop (foreach).
+
+    Each group keeps its undecayed rate as "base_lr" (saved with the checkpoint) for the decay schedule."""
     if config.optim.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, foreach=True)
-    return torch.optim.Adam(params, lr=lr, betas=(config.optim.beta1, config.optim.beta2), fused=True)
+        optimizer = torch.optim.RMSprop(params, lr=lr, foreach=True)
+    else:
+        optimizer = torch.optim.Adam(params, lr=lr, betas=(config.optim.beta1, config.optim.beta2), fused=True)
+    for group in optimizer.param_groups:
+        group["base_lr"] = lr
+    return optimizer
+
+
+def lr_decay_factor(optim: OptimConfig, step: int, total_steps: int) -> float:
+    """The multiplier of the base learning rates for update `step` (0-based): 1 until lr_decay_start, lr_decay_to at the last."""
+    begin = optim.lr_decay_start * (total_steps - 1)
+    if optim.lr_decay == "none" or step <= begin:
+        return 1.0
+    progress = min(1.0, (step - begin) / (total_steps - 1 - begin))
+    shape = progress if optim.lr_decay == "linear" else (1 - math.cos(math.pi * progress)) / 2
+    return 1.0 - (1.0 - optim.lr_decay_to) * shape
 
 
 def resolve_device(name: str) -> torch.device:
@@ -151,6 +167,8 @@ class Trainer:
     def train_step(self) -> None:
         """n_critic D steps, then a G step on the last D step's fakes (one G forward per step)."""
         n_critic = self.config.stabilizers.n_critic
+        if self.config.optim.lr_decay != "none":
+            self._decay_learning_rates()
         for repeat in range(n_critic):
             batch_index = self.step * n_critic + repeat
             real, labels = self._real_batch(batch_index)
@@ -163,6 +181,12 @@ class Trainer:
         self._window.sums += torch.stack([d_loss, g_loss, d_real, d_fake])
         self._window.steps += 1
         self._window.images += n_critic * self.config.train.batch_size  # global: all ranks
+
+    def _decay_learning_rates(self) -> None:
+        factor = lr_decay_factor(self.config.optim, self.step, self.total_steps)
+        for optimizer in (self.opt_g, self.opt_d):
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * factor
 
     def _noise_std(self) -> float:
         stab = self.config.stabilizers
@@ -347,6 +371,8 @@ class Trainer:
                 self.ema.shadow.load_state_dict(_section(tensors, "G_ema"))
             ckpt.restore_optimizer("opt_g", self.opt_g, tensors, state["opt_g_groups"])
             ckpt.restore_optimizer("opt_d", self.opt_d, tensors, state["opt_d_groups"])
+            for group in (*self.opt_g.param_groups, *self.opt_d.param_groups):
+                group.setdefault("base_lr", group["lr"])  # checkpoints written before the decay schedule existed
         except (RuntimeError, KeyError, ValueError) as err:
             raise CheckpointError(f"{path} does not fit the configured models: {str(err).splitlines()[0]}") from None
         self.update_g.sync_compute()
