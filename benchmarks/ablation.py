@@ -15,14 +15,15 @@ Each part prints a markdown table; --out writes all figures as JSON.
 - `dcgan`: gankit's Trainer on the dcgan-fashion preset, contiguous against channels_last (G, D,
   G's EMA copy and the resident data converted with .to(memory_format=torch.channels_last)).
 - `memory`: resident memory (VmRSS) every 100 steps over --long-steps steps of Trainer.fit on the
-  dcgan and reference presets, each in a fresh process (the two side by side); the slope after warm-up (first 20% of
-  the samples dropped) in MB per 1000 steps. Flat: under FLAT_MB_PER_1000 MB per 1000 steps.
+  dcgan and reference presets, each in a fresh process (the two side by side); the slope after
+  warm-up (first 20% of the samples dropped) in MB per 1000 steps. Flat: under FLAT_MB_PER_1000
+  MB per 1000 steps.
 
 Timing: each loop warms up, then the loops of a part take turns (round-robin, the order rotated
 every round) for --repeats windows of --window-steps steps (half that for the DCGAN and the
-threads part, whose loops run slower). Reported: the median images/s, and the median over rounds of the ratio to the part's
-baseline computed within each round, so load drifting on a shared machine hits every variant
-alike. Absolute images/s depend on what else runs; the ratios are the result.
+threads part, whose loops run slower). Reported: the median images/s, and the median over rounds
+of the ratio to the part's baseline computed within each round, so load drifting on a shared
+machine hits every variant alike. Absolute images/s depend on what else runs; the ratios are the result.
 
     python benchmarks/ablation.py [--only techniques threads compile dcgan memory] [--repeats 5]
                                   [--window-steps 40] [--long-steps 3000] [--threads 1]
