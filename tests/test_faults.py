@@ -169,12 +169,15 @@ class PointsTrainer:
         return self.samples
 
 
-def watchdog_on(samples, tmp_path, checks=2):
+def watchdog_on(samples, tmp_path, checks=2, then=None):
+    """The watchdog's log records after `checks` checks of `samples` (and one more check of `then`, if given)."""
     config = load_config("configs/toy-ring8.yaml", ["watchdog.every_epochs=1", "watchdog.patience=2"])
     log = MetricsLog(tmp_path / "metrics.jsonl")
     watchdog = ModeCollapseWatchdog(config.watchdog, ToyProbe("toy:ring8"), log)
     for epoch in range(1, checks + 1):
         watchdog.on_epoch_end(PointsTrainer(samples, step=100 * epoch, epoch=epoch))
+    if then is not None:
+        watchdog.on_epoch_end(PointsTrainer(then, step=100 * (checks + 1), epoch=checks + 1))
     return [json.loads(line) for line in log.path.read_text().splitlines()] if log.path.exists() else []
 
 
@@ -189,6 +192,15 @@ def test_watchdog_warns_about_a_collapsed_generator_with_numbers_and_remedies(tm
     assert record["message"].startswith("mode collapse suspected at step 200 (epoch 2): 2/8 modes covered")
     assert "stabilizers.r1=" in record["message"] and "\n" not in record["message"]
     assert "gankit: warning: mode collapse suspected" in capsys.readouterr().err
+
+
+def test_watchdog_says_when_a_warned_run_covers_the_modes_again(tmp_path, capsys):
+    points, modes = sample_toy("ring8", 2500, seed=0)
+    records = watchdog_on(points[modes < 2], tmp_path, checks=2, then=points)
+    assert [r["warning"] for r in records] == ["mode-collapse", "mode-collapse-recovered"]
+    assert records[1]["step"] == 300 and records[1]["modes_covered"] == 8
+    assert records[1]["message"].startswith("mode coverage recovered at step 300 (epoch 3): 8/8 modes covered")
+    assert "gankit: note: mode coverage recovered" in capsys.readouterr().err
 
 
 def test_watchdog_is_quiet_on_a_healthy_generator_and_after_a_single_bad_check(tmp_path):

@@ -128,16 +128,19 @@ def _mean_pairwise_distance(features: Tensor) -> float:
 
 
 class ModeCollapseWatchdog(Callback):
-    """Warn "mode collapse suspected" with the numbers and remedies after `patience` failed checks in a row."""
+    """Warn "mode collapse suspected" with the numbers and remedies after `patience` failed checks in a row,
+    and say so when a later check passes again (early collapse that training outgrows is common)."""
 
     def __init__(self, settings: WatchdogConfig, probe: ToyProbe | ImageProbe, log: MetricsLog):
         self.settings = settings
         self.probe = probe
         self.log = log
         self.failed_checks = 0
+        self.warned = False
 
     def on_train_start(self, trainer: Trainer) -> None:
         self.failed_checks = 0
+        self.warned = False
 
     def on_epoch_end(self, trainer: Trainer) -> None:
         settings = self.settings
@@ -146,8 +149,14 @@ class ModeCollapseWatchdog(Callback):
         numbers = self.probe(trainer)
         too_narrow = numbers["coverage"] < settings.min_coverage or numbers.get("diversity_ratio", 1.0) < settings.min_diversity
         self.failed_checks = self.failed_checks + 1 if too_narrow else 0
+        if self.warned and not too_narrow:
+            self.warned = False
+            message = f"mode coverage recovered at step {trainer.step} (epoch {trainer.epoch}): {self.probe.describe(numbers)}"
+            tqdm.write(f"gankit: note: {message}", file=sys.stderr)
+            self.log.write({"step": trainer.step, "epoch": trainer.epoch, "warning": "mode-collapse-recovered", "message": message, **numbers})
         if self.failed_checks != settings.patience:
             return
+        self.warned = True
         message = (
             f"mode collapse suspected at step {trainer.step} (epoch {trainer.epoch}): {self.probe.describe(numbers)}, "
             f"in {settings.patience} checks in a row (watchdog.min_coverage={settings.min_coverage:g}"
