@@ -49,7 +49,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from throughput import D_WIDTHS, G_WIDTHS, PRESETS, Z_DIM, PerItemImages, TextbookGAN, gankit_loop, mlp
+from throughput import D_WIDTHS, G_WIDTHS, PRESETS, Z_DIM, PerItemImages, TextbookGAN, gankit_loop, make_trainer, mlp, trainer_steps
 
 from gankit.config import load_config
 from gankit.data import Dataset, load_dataset, to_model_range
@@ -156,19 +156,6 @@ class LeanGAN:
         return steps * batch
 
 
-def make_trainer(preset: str, dataset: Dataset, batch_size: int, overrides: list[str] = ()) -> Trainer:
-    return Trainer(load_config(PRESETS[preset], [f"train.batch_size={batch_size}", "train.log_every=1000000", *overrides]), dataset, DEVICE)
-
-
-def stepper(trainer: Trainer) -> Callable[[int], int]:
-    def run(steps: int) -> int:
-        for _ in range(steps):
-            trainer.train_step()
-        return steps * trainer.config.train.batch_size
-
-    return run
-
-
 def to_channels_last(trainer: Trainer) -> None:
     """G, D, G's EMA copy and the resident images in channels_last (parameters converted in place,
     so the optimizers keep them)."""
@@ -223,7 +210,7 @@ def part_techniques(args: argparse.Namespace, dataset: Dataset) -> dict:
             switches[name] = {technique: off}
     loops["textbook loop"] = TextbookGAN(images, batch, DEVICE).run
     loops["gankit Trainer, reference preset (D ends in Sigmoid)"] = gankit_loop(PRESETS["reference"], dataset, batch, "fp32", DEVICE)[0]
-    loops["gankit Trainer, reference preset, model.d_output=logits"] = stepper(make_trainer("reference", dataset, batch, ["model.d_output=logits"]))
+    loops["gankit Trainer, reference preset, model.d_output=logits"] = trainer_steps(make_trainer(PRESETS["reference"], dataset, batch, DEVICE, ["model.d_output=logits"]))
     rows = interleaved(loops, args.window_steps, args.repeats, "all on")
     for row in rows:
         row["switches"] = {**ALL_ON, **switches[row["loop"]]} if row["loop"] in switches else None
@@ -296,10 +283,10 @@ def part_compile(args: argparse.Namespace) -> dict:
 
 def part_dcgan(args: argparse.Namespace) -> dict:
     dataset = load_dataset(load_config(PRESETS["dcgan"]).data)
-    contiguous = make_trainer("dcgan", dataset, args.batch_size)
-    channels_last = make_trainer("dcgan", dataset, args.batch_size)
+    contiguous = make_trainer(PRESETS["dcgan"], dataset, args.batch_size, DEVICE)
+    channels_last = make_trainer(PRESETS["dcgan"], dataset, args.batch_size, DEVICE)
     to_channels_last(channels_last)
-    loops = {"dcgan, contiguous": stepper(contiguous), "dcgan, channels_last": stepper(channels_last)}
+    loops = {"dcgan, contiguous": trainer_steps(contiguous), "dcgan, channels_last": trainer_steps(channels_last)}
     rows = interleaved(loops, max(2, args.window_steps // 2), args.repeats, "dcgan, contiguous")
     print_table(f"DCGAN preset via gankit's Trainer (batch {args.batch_size}): memory format", rows, "dcgan, contiguous")
     return {"rows": rows}
@@ -326,7 +313,7 @@ def memory_one(args: argparse.Namespace) -> None:
     dataset = load_dataset(load_config(PRESETS[preset]).data)
     epochs = args.long_steps * args.batch_size // len(dataset) + 2
     overrides = [f"train.log_every={RSS_EVERY}", "train.checkpoint_every=1000000000", f"train.epochs={epochs}"]
-    trainer = make_trainer(preset, dataset, args.batch_size, overrides)
+    trainer = make_trainer(PRESETS[preset], dataset, args.batch_size, DEVICE, overrides)
     probe = RssProbe()
     probe.samples.append((0, rss_mb()))
     start = time.perf_counter()

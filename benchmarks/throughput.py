@@ -103,18 +103,27 @@ class TextbookGAN:
         return steps * self.batch_size
 
 
-def gankit_loop(config_path: str, dataset, batch_size: int, precision: str, device: torch.device) -> tuple[Callable[[int], int], str]:
-    """gankit's trainer stepping on the preset; returns run(steps) -> images and the precision that actually ran."""
-    config = load_config(config_path, [f"train.batch_size={batch_size}", "train.log_every=1000000", f"train.precision={precision}"])
-    trainer = Trainer(config, dataset, device)
+def make_trainer(config_path: str, dataset, batch_size: int, device: torch.device, overrides: list[str] = ()) -> Trainer:
+    """gankit's trainer on a preset at `batch_size`, logging too rarely to matter."""
+    return Trainer(load_config(config_path, [f"train.batch_size={batch_size}", "train.log_every=1000000", *overrides]), dataset, device)
+
+
+def trainer_steps(trainer: Trainer) -> Callable[[int], int]:
+    """run(steps) -> images: `steps` training steps of `trainer`, finished on the device."""
 
     def run(steps: int) -> int:
         for _ in range(steps):
             trainer.train_step()
-        synchronize(device)
-        return steps * batch_size
+        synchronize(trainer.device)
+        return steps * trainer.config.train.batch_size
 
-    return run, trainer.precision
+    return run
+
+
+def gankit_loop(config_path: str, dataset, batch_size: int, precision: str, device: torch.device) -> tuple[Callable[[int], int], str]:
+    """gankit's trainer stepping on the preset; returns run(steps) -> images and the precision that actually ran."""
+    trainer = make_trainer(config_path, dataset, batch_size, device, [f"train.precision={precision}"])
+    return trainer_steps(trainer), trainer.precision
 
 
 def images_per_second(run: Callable[[int], int], steps: int, repeats: int) -> float:

@@ -136,11 +136,9 @@ class ModeCollapseWatchdog(Callback):
         self.probe = probe
         self.log = log
         self.failed_checks = 0
-        self.warned = False
 
     def on_train_start(self, trainer: Trainer) -> None:
         self.failed_checks = 0
-        self.warned = False
 
     def on_epoch_end(self, trainer: Trainer) -> None:
         settings = self.settings
@@ -148,23 +146,24 @@ class ModeCollapseWatchdog(Callback):
             return
         numbers = self.probe(trainer)
         too_narrow = numbers["coverage"] < settings.min_coverage or numbers.get("diversity_ratio", 1.0) < settings.min_diversity
+        warned = self.failed_checks >= settings.patience
         self.failed_checks = self.failed_checks + 1 if too_narrow else 0
-        if self.warned and not too_narrow:
-            self.warned = False
-            message = f"mode coverage recovered at step {trainer.step} (epoch {trainer.epoch}): {self.probe.describe(numbers)}"
-            tqdm.write(f"gankit: note: {message}", file=sys.stderr)
-            self.log.write({"step": trainer.step, "epoch": trainer.epoch, "warning": "mode-collapse-recovered", "message": message, **numbers})
-        if self.failed_checks != settings.patience:
-            return
-        self.warned = True
-        message = (
-            f"mode collapse suspected at step {trainer.step} (epoch {trainer.epoch}): {self.probe.describe(numbers)}, "
-            f"in {settings.patience} checks in a row (watchdog.min_coverage={settings.min_coverage:g}"
-            + (f", watchdog.min_diversity={settings.min_diversity:g}" if "diversity_ratio" in numbers else "")
-            + f"). Remedies: {REMEDIES}"
-        )
-        warn(message)
-        self.log.write({"step": trainer.step, "epoch": trainer.epoch, "warning": "mode-collapse", "message": message, **numbers})
+        where = f"at step {trainer.step} (epoch {trainer.epoch}): {self.probe.describe(numbers)}"
+        if warned and not too_narrow:
+            self._announce(trainer, "note", "mode-collapse-recovered", f"mode coverage recovered {where}", numbers)
+        elif self.failed_checks == settings.patience:
+            message = (
+                f"mode collapse suspected {where}, "
+                f"in {settings.patience} checks in a row (watchdog.min_coverage={settings.min_coverage:g}"
+                + (f", watchdog.min_diversity={settings.min_diversity:g}" if "diversity_ratio" in numbers else "")
+                + f"). Remedies: {REMEDIES}"
+            )
+            self._announce(trainer, "warning", "mode-collapse", message, numbers)
+
+    def _announce(self, trainer: Trainer, label: str, kind: str, message: str, numbers: dict[str, Any]) -> None:
+        """One stderr line ("gankit: LABEL: ...") and the same message, with the numbers, in metrics.jsonl."""
+        tqdm.write(f"gankit: {label}: {message}", file=sys.stderr)
+        self.log.write({"step": trainer.step, "epoch": trainer.epoch, "warning": kind, "message": message, **numbers})
 
 
 def watchdog_callbacks(config: Config, data: Dataset, log: MetricsLog) -> tuple[list[Callback], list[Callback]]:
