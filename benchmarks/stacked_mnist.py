@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import CONFIGS, Row, common_args, main_loop  # noqa: E402
 
-METRICS = ["stacked_modes", "stacked_kl", "stacked_digit_kl"]
+METRICS = ["stacked_modes", "stacked_kl", "stacked_digit_kl", "stacked_unsure_fraction"]
 
 
 def rows(steps: int) -> list[Row]:

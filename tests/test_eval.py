@@ -62,6 +62,7 @@ def test_stacked_mnist_counts_triples(mnist_10k):
     single = evaluate(ReplayGenerator(data.samples[:1]))["metrics"]
     assert single["stacked_modes"] == 1 and single["stacked_kl"] == pytest.approx(torch.log(torch.tensor(1000.0)).item(), rel=1e-6)
     assert full["stacked_digit_kl"] < 0.02 and single["stacked_digit_kl"] == pytest.approx(torch.log(torch.tensor(10.0)).item(), rel=1e-6)
+    assert full["stacked_unsure_fraction"] < 0.05
 
 
 def test_training_evaluates_and_keeps_the_best_checkpoint(tmp_path, capsys):

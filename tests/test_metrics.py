@@ -33,6 +33,7 @@ from gankit.metrics.image import (
     memorization,
     precision_recall,
 )
+from gankit.metrics.stacked import stacked_mnist_modes
 from gankit.metrics.toy import toy_metrics
 
 NUM_CLASSES = 10
@@ -219,6 +220,37 @@ def test_class_histogram_kl_and_coverage():
     # 101 samples in 4 classes: uniform share 25.25, so a class needs 2.525 at the default 0.1
     assert classes_covered(torch.tensor([50, 48, 2, 1])) == 2
     assert classes_covered(torch.tensor([50, 48, 2, 1]), min_fraction=0.05) == 3
+
+
+class FirstRowReader(nn.Module):
+    """An evaluator whose logits for a digit image are 10x the first ten pixels of its top row."""
+
+    num_features = NUM_CLASSES
+    head = nn.Identity()
+
+    def features(self, images):
+        return 10 * to_model_range(images)[:, 0, 0, :NUM_CLASSES]
+
+
+def stacked_sample(digits, legible=(True, True, True)):
+    """One (3, 28, 28) Stacked MNIST sample that FirstRowReader reads as `digits`: a legible channel
+    has logit 10 for its digit and -10 for the others (sure), an illegible one 1 and 0 (p = 0.23, unsure)."""
+    sample = torch.full((3, 28, 28), -1.0)
+    for channel, (digit, sure) in enumerate(zip(digits, legible)):
+        if not sure:
+            sample[channel, 0, :NUM_CLASSES] = 0.0
+        sample[channel, 0, digit] = 1.0 if sure else 0.1
+    return sample
+
+
+def test_stacked_mnist_modes_kl_and_unsure_fraction_by_hand():
+    samples = torch.stack([stacked_sample((1, 2, 3)), stacked_sample((1, 2, 3)), stacked_sample((4, 5, 6), legible=(True, True, False))])
+    result = stacked_mnist_modes(samples, FirstRowReader())
+    assert result["stacked_modes"] == 2
+    two_to_one = 2 / 3 * math.log(2 / 3 * 1000) + 1 / 3 * math.log(1 / 3 * 1000)  # triple shares 2/3, 1/3 against 1/1000 each
+    assert result["stacked_kl"] == pytest.approx(two_to_one)
+    assert result["stacked_digit_kl"] == pytest.approx(2 / 3 * math.log(2 / 3 * 10) + 1 / 3 * math.log(1 / 3 * 10))
+    assert result["stacked_unsure_fraction"] == pytest.approx(1 / 9)
 
 
 # ---- everything together: a healthy generator and one that outputs one image ----

@@ -98,7 +98,7 @@ class TrainConfig(_Section):
     max_abs_loss: float | None = Field(None, gt=0, description="a logged |d_loss| or |g_loss| above this counts as divergence; None: only NaN/Inf do")
 
 
-LOWER_IS_BETTER = ("fid", "kid_mean", "class_kl", "memorized_fraction", "reverse_kl", "stacked_kl", "stacked_digit_kl")
+LOWER_IS_BETTER = ("fid", "kid_mean", "class_kl", "memorized_fraction", "reverse_kl", "stacked_kl", "stacked_digit_kl", "stacked_unsure_fraction")
 HIGHER_IS_BETTER = ("precision", "recall", "density", "coverage", "is_mean", "classes_covered", "modes_captured", "high_quality_fraction", "stacked_modes")
 MetricName = Literal[LOWER_IS_BETTER + HIGHER_IS_BETTER]
 
