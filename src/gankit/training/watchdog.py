@@ -39,9 +39,9 @@ REMEDIES = (
 )
 
 
-def warn(message: str) -> None:
-    """A warning line on stderr that does not tear the progress bar."""
-    tqdm.write(f"gankit: warning: {message}", file=sys.stderr)
+def warn(message: str, label: str = "warning") -> None:
+    """A "gankit: LABEL: message" line on stderr (a warning unless told) that does not tear the progress bar."""
+    tqdm.write(f"gankit: {label}: {message}", file=sys.stderr)
 
 
 class LossBound(Callback):
@@ -162,7 +162,7 @@ class ModeCollapseWatchdog(Callback):
 
     def _announce(self, trainer: Trainer, label: str, kind: str, message: str, numbers: dict[str, Any]) -> None:
         """One stderr line ("gankit: LABEL: ...") and the same message, with the numbers, in metrics.jsonl."""
-        tqdm.write(f"gankit: {label}: {message}", file=sys.stderr)
+        warn(message, label)
         self.log.write({"step": trainer.step, "epoch": trainer.epoch, "warning": kind, "message": message, **numbers})
 
 
