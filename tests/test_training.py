@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from gankit.config import load_config
-from gankit.data import save_npz
+from gankit.data import load_dataset, save_npz
 from gankit.data.toy import toy_modes
 from gankit.errors import GankitError, TrainingDiverged
 from gankit.losses import Objective
 from gankit.runs import load, open_checkpoint
 from gankit.training import checkpoint as ckpt
 from gankit.training.run import train
-from gankit.training.trainer import lr_decay_factor
+from gankit.training.trainer import Trainer, lr_decay_factor
 
 
 def modes_captured(samples: torch.Tensor, name: str) -> tuple[int, float]:
@@ -56,9 +56,9 @@ RESUME_CASES = {
                     "model.width=32", "loss.name=wgan-gp", "stabilizers.n_critic=2", "stabilizers.d_dropout=0.2",
                     "stabilizers.instance_noise=0.1", "stabilizers.instance_noise_anneal_steps=20", "stabilizers.ema_decay=0.9",
                     "optim.lr_decay=cosine", "optim.lr_decay_start=0.25", "train.batch_size=32", "train.epochs=4"],
-    # batch-norm buffers, conditional embedding/projection, label smoothing, R1
+    # batch-norm buffers, conditional embedding/projection, label smoothing, R1, extra G updates
     "dcgan-conditional": ["model.name=dcgan", "model.width=8", "model.z_dim=16", "model.conditional=true",
-                          "stabilizers.label_smoothing=0.1", "stabilizers.r1=1", "stabilizers.r1_every=2",
+                          "stabilizers.label_smoothing=0.1", "stabilizers.r1=1", "stabilizers.r1_every=2", "stabilizers.g_steps=2",
                           "train.batch_size=16", "train.epochs=2"],
 }
 
@@ -83,6 +83,18 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, case):
     records = [json.loads(line) for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in records if "warning" not in r]  # a watchdog warning shares its step with a log line
     assert steps == sorted(set(steps)), "metrics.jsonl repeats steps after resume"
+
+
+def test_each_step_makes_n_critic_d_updates_and_g_steps_g_updates():
+    config = load_config("configs/toy-ring8.yaml", ["stabilizers.n_critic=2", "stabilizers.g_steps=3", "stabilizers.ema_decay=0.9"])
+    trainer = Trainer(config, load_dataset(config.data, 0), torch.device("cpu"))
+    g_before = [p.detach().clone() for p in trainer.G.parameters()]
+    for _ in range(4):
+        trainer.train_step()
+    adam_steps = {name: {float(state["step"]) for state in opt.state.values()} for name, opt in (("D", trainer.opt_d), ("G", trainer.opt_g))}
+    assert adam_steps == {"D": {8.0}, "G": {12.0}}
+    assert all(not torch.equal(b, p) for b, p in zip(g_before, trainer.G.parameters()))
+    assert trainer.step == 4
 
 
 @pytest.mark.parametrize("shape, halfway", [("linear", 0.55), ("cosine", 0.55)])

@@ -165,7 +165,7 @@ class Trainer:
 
     # --- one step ---------------------------------------------------------------------------
     def train_step(self) -> None:
-        """n_critic D steps, then a G step on the last D step's fakes (one G forward per step)."""
+        """n_critic D steps, then a G update on the last D step's fakes and g_steps - 1 more on fresh noise."""
         n_critic = self.config.stabilizers.n_critic
         if self.config.optim.lr_decay != "none":
             self._decay_learning_rates()
@@ -177,6 +177,10 @@ class Trainer:
                 fake = self.update_g.compute(self._sample_z(real.shape[0]), labels)
             d_loss, d_real, d_fake = self._d_step(real, fake.detach(), labels, batch_index)
         g_loss = self._g_step(fake, labels)
+        for _ in range(1, self.config.stabilizers.g_steps):
+            with autocast(self.precision, self.device):
+                fake = self.update_g.compute(self._sample_z(real.shape[0]), labels)
+            g_loss = self._g_step(fake, labels)
         self.step += 1
         self._window.sums += torch.stack([d_loss, g_loss, d_real, d_fake])
         self._window.steps += 1
