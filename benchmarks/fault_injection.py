@@ -41,12 +41,17 @@ from gankit.training.checkpoint import list_checkpoints, load_checkpoint
 # A small, fully deterministic run; the 256-wide MLP makes each checkpoint a few MB, so a write
 # takes long enough to be hit.
 CONFIG = "toy-ring8"
+CHECKPOINT_EVERY = 5
+TOTAL_STEPS = 200
+# A timed kill comes no later than this step: the kill times follow the reference run's speed, and a
+# run that goes faster than the reference (a load that eased) would otherwise finish before its kill.
+LATEST_TIMED_KILL_STEP = TOTAL_STEPS - 3 * CHECKPOINT_EVERY
 OVERRIDES = (
     "data.generated_samples=12800",
     "model.width=256",
-    "train.epochs=4",  # 50 steps an epoch: 200 steps
+    "train.epochs=4",  # 50 steps an epoch: TOTAL_STEPS
     "train.deterministic=true",
-    "train.checkpoint_every=5",
+    f"train.checkpoint_every={CHECKPOINT_EVERY}",
     "train.log_every=5",
     "train.keep_checkpoints=3",
 )
@@ -111,6 +116,13 @@ def wait_for_progress(process: subprocess.Popen, folder: Path, before: int) -> N
         time.sleep(POLL_S)
 
 
+def sleep_before_kill(process: subprocess.Popen, folder: Path, seconds: float) -> None:
+    """Sleep `seconds`, cut short when the run ends or its newest checkpoint reaches LATEST_TIMED_KILL_STEP."""
+    end = time.monotonic() + seconds
+    while process.poll() is None and time.monotonic() < end and newest_step(folder) < LATEST_TIMED_KILL_STEP:
+        time.sleep(0.01)
+
+
 def newest_step(folder: Path) -> int:
     found = list_checkpoints(folder)
     return int(found[-1].name[5:13]) if found else 0
@@ -162,7 +174,7 @@ def inject(kills: int, workdir: Path, seed: int) -> Counts:
         if mode == 2:
             wait_for_write(process, checkpoints, timeout=train_seconds)
         else:
-            time.sleep(rng.uniform(0, 2 * train_seconds / (kills + 2)))  # all random kills together cost about half a run
+            sleep_before_kill(process, checkpoints, rng.uniform(0, 2 * train_seconds / (kills + 2)))  # all together: about half a run
         if process.poll() is not None:
             counts.finished_before_kill += process.returncode == 0
             counts.failed_starts += process.returncode != 0
