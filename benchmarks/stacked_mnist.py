@@ -11,7 +11,7 @@ MNIST training digits; change it with --set data.dataset=stacked-mnist for the f
 is reachable). Rows: configs/dcgan-stacked-mnist.yaml (DCGAN at 28 px, 3 channels, width 32,
 non-saturating loss, no stabilizer), configs/pacdcgan-stacked-mnist.yaml (the same with
 pack=2, PacDCGAN), and the DCGAN with pack=4, with spectral norm + EMA, and with R1 + EMA; `best` is
-configs/best-stacked-mnist.yaml trained for its own length (8 epochs, 12,496 G steps; --steps does not apply).
+configs/best-stacked-mnist.yaml trained for its own length (8 epochs: 12,496 D and 24,992 G updates; --steps does not apply).
 """
 
 from __future__ import annotations
