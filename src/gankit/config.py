@@ -65,8 +65,8 @@ class StabilizerConfig(_Section):
     gradient_penalty: float | None = Field(None, ge=0, description="WGAN-GP lambda; None: 10 for wgan-gp, else 0")
     weight_clip: float | None = Field(None, ge=0, description="clip D's weights to [-c, c]; None: 0.01 for wgan, else 0 (off)")
     ema_decay: float = Field(0.0, ge=0, lt=1, description="EMA of G's weights (used for sampling); 0 turns it off")
-    n_critic: int = Field(1, gt=0, description="D steps per G step")
-    g_steps: int = Field(1, gt=0, description="G updates per step, each on fresh noise (PacGAN's Stacked MNIST code: 2)")
+    n_critic: int = Field(1, gt=0, description="D updates per step")
+    g_steps: int = Field(1, gt=0, description="G updates per step: the first on the last D update's fakes, the rest on fresh noise (PacGAN's Stacked MNIST code: 2)")
     pack: int = Field(1, gt=0, description="PacGAN: D judges this many samples at once")
 
 
