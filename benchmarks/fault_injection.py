@@ -42,14 +42,10 @@ from gankit.training.checkpoint import list_checkpoints, load_checkpoint
 # takes long enough to be hit.
 CONFIG = "toy-ring8"
 CHECKPOINT_EVERY = 5
-TOTAL_STEPS = 200
-# A timed kill comes no later than this step: the kill times follow the reference run's speed, and a
-# run that goes faster than the reference (a load that eased) would otherwise finish before its kill.
-LATEST_TIMED_KILL_STEP = TOTAL_STEPS - 3 * CHECKPOINT_EVERY
 OVERRIDES = (
     "data.generated_samples=12800",
     "model.width=256",
-    "train.epochs=4",  # 50 steps an epoch: TOTAL_STEPS
+    "train.epochs=4",  # 50 steps an epoch: 200 steps
     "train.deterministic=true",
     f"train.checkpoint_every={CHECKPOINT_EVERY}",
     "train.log_every=5",
@@ -116,10 +112,10 @@ def wait_for_progress(process: subprocess.Popen, folder: Path, before: int) -> N
         time.sleep(POLL_S)
 
 
-def sleep_before_kill(process: subprocess.Popen, folder: Path, seconds: float) -> None:
-    """Sleep `seconds`, cut short when the run ends or its newest checkpoint reaches LATEST_TIMED_KILL_STEP."""
+def sleep_before_kill(process: subprocess.Popen, folder: Path, seconds: float, latest_step: int) -> None:
+    """Sleep `seconds`, cut short when the run ends or its newest checkpoint reaches `latest_step`."""
     end = time.monotonic() + seconds
-    while process.poll() is None and time.monotonic() < end and newest_step(folder) < LATEST_TIMED_KILL_STEP:
+    while process.poll() is None and time.monotonic() < end and newest_step(folder) < latest_step:
         time.sleep(0.01)
 
 
@@ -155,6 +151,9 @@ def inject(kills: int, workdir: Path, seed: int) -> Counts:
     reference, victim = workdir / "reference", workdir / "killed"
     run_to_end(reference)
     train_seconds = time.time() - (reference / "config.yaml").stat().st_mtime  # from the end of start-up to the end
+    # Kill times follow the reference run's speed; a run that goes faster (a load that eased) would finish
+    # before its timed kill, so a timed kill comes no later than three checkpoints before the end.
+    latest_timed_kill_step = newest_step(reference / "checkpoints") - 3 * CHECKPOINT_EVERY
     checkpoints = victim / "checkpoints"
     while counts.kills < kills:
         resuming = bool(list_checkpoints(checkpoints))
@@ -174,7 +173,8 @@ def inject(kills: int, workdir: Path, seed: int) -> Counts:
         if mode == 2:
             wait_for_write(process, checkpoints, timeout=train_seconds)
         else:
-            sleep_before_kill(process, checkpoints, rng.uniform(0, 2 * train_seconds / (kills + 2)))  # all together: about half a run
+            # all random kills together cost about half a run
+            sleep_before_kill(process, checkpoints, rng.uniform(0, 2 * train_seconds / (kills + 2)), latest_timed_kill_step)
         if process.poll() is not None:
             counts.finished_before_kill += process.returncode == 0
             counts.failed_starts += process.returncode != 0
