@@ -173,14 +173,12 @@ class Trainer:
             batch_index = self.step * n_critic + repeat
             real, labels = self._real_batch(batch_index)
             last = repeat == n_critic - 1
-            with torch.set_grad_enabled(last), autocast(self.precision, self.device):
-                fake = self.update_g.compute(self._sample_z(real.shape[0]), labels)
+            with torch.set_grad_enabled(last):
+                fake = self._generate(real.shape[0], labels)
             d_loss, d_real, d_fake = self._d_step(real, fake.detach(), labels, batch_index)
         g_loss = self._g_step(fake, labels)
         for _ in range(1, self.config.stabilizers.g_steps):
-            with autocast(self.precision, self.device):
-                fake = self.update_g.compute(self._sample_z(real.shape[0]), labels)
-            g_loss = self._g_step(fake, labels)
+            g_loss = self._g_step(self._generate(real.shape[0], labels), labels)
         self.step += 1
         self._window.sums += torch.stack([d_loss, g_loss, d_real, d_fake])
         self._window.steps += 1
@@ -239,6 +237,11 @@ class Trainer:
             self.update_g.sync_master_buffers()
             self.ema.update(self.G, self.step)
         return loss.detach()
+
+    def _generate(self, count: int, labels: Tensor | None) -> Tensor:
+        """`count` fakes from fresh noise under the step's precision (with G's graph unless grad is off)."""
+        with autocast(self.precision, self.device):
+            return self.update_g.compute(self._sample_z(count), labels)
 
     def _sample_z(self, count: int) -> Tensor:
         """z for this rank: its slice of what one process would draw for the whole batch."""
