@@ -28,6 +28,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from _common import machine_description
+
 from gankit.config import load_config
 from gankit.data import load_dataset
 from gankit.training.trainer import Trainer
@@ -121,8 +123,9 @@ def trainer_steps(trainer: Trainer) -> Callable[[int], int]:
 
 
 def gankit_loop(config_path: str, dataset, batch_size: int, precision: str, device: torch.device) -> tuple[Callable[[int], int], str]:
-    """gankit's trainer stepping on the preset; returns run(steps) -> images and the precision that actually ran."""
-    trainer = make_trainer(config_path, dataset, batch_size, device, [f"train.precision={precision}"])
+    """gankit's trainer stepping on the preset in `precision` (no fall-back: the figure is that precision's
+    speed here, even where a training run would fall back); returns run(steps) -> images and the precision that ran."""
+    trainer = make_trainer(config_path, dataset, batch_size, device, [f"train.precision={precision}", "train.precision_fallback=false"])
     return trainer_steps(trainer), trainer.precision
 
 
@@ -225,10 +228,10 @@ def main() -> None:
         return
     device = torch.device(args.device)
     dataset = load_dataset(load_config(PRESETS["reference"], [f"data.dataset={args.dataset}"]).data)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.backends.cpu.get_cpu_capability()} CPU"
-    print(f"reference GAN, batch {args.batch_size}, {len(dataset)} images, torch {torch.__version__}, {name}, {torch.get_num_threads()} threads")
+    machine = machine_description(device)
+    print(f"reference GAN, batch {args.batch_size}, {len(dataset)} images, {torch.get_num_threads()} threads, {json.dumps(machine)}")
     flops = step_flops(args.batch_size)
-    result = {"command": " ".join(sys.argv), "device": name, "threads": torch.get_num_threads(), "batch_size": args.batch_size,
+    result = {"command": " ".join(sys.argv), "machine": machine, "threads": torch.get_num_threads(), "batch_size": args.batch_size,
               "step_gflop": flops / 1e9, "loops": {}}
     textbook = images_per_second(TextbookGAN(dataset.samples, args.batch_size, device).run, args.steps, args.repeats)
     result["loops"]["textbook fp32"] = textbook

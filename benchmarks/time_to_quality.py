@@ -28,6 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
+from _common import machine_description  # noqa: E402
 from throughput import Z_DIM, TextbookGAN  # noqa: E402
 
 from gankit.config import load_config  # noqa: E402
@@ -140,7 +141,7 @@ def main() -> None:
         print(f"{label}: reached FID <= {target:.1f} after {reached:.0f} s: {reached / textbook_seconds:.2f} of the textbook's time "
               f"({textbook_seconds / reached:.1f}x faster to the same quality)")
     plot(textbook, ours, label, target, Path(args.plot))
-    result = {"command": " ".join(sys.argv), "threads": torch.get_num_threads(), "samples": args.samples,
+    result = {"command": " ".join(sys.argv), "machine": machine_description(torch.device("cpu")), "threads": torch.get_num_threads(), "samples": args.samples,
               "evaluator_sha256": score.info.sha256, "textbook": textbook, "gankit": ours, "preset": args.preset,
               "overrides": args.set, "precision": precision, "target_fid": target, "textbook_seconds": textbook_seconds,
               "gankit_seconds_to_target": reached, "time_ratio": None if reached is None else reached / textbook_seconds}

@@ -11,10 +11,11 @@
 Float32 islands, in the spirit of torch.autocast's float32 op list, under both bf16 modes:
 normalization layers keep float32 weights and running statistics (a bfloat16 running average
 stops moving once momentum * (batch stat - running stat) is below half its 8-bit mantissa's
-step, and sampling in eval mode reads those statistics), and Sigmoid/Tanh compute and return
-float32 (a bfloat16 Sigmoid rounds every probability above 0.998 to exactly 1, and the gradient
-1 - y^2 of a bfloat16 Tanh near +-1 is mostly rounding). Inputs enter each network in float32
-and are rounded at its door, so z, instance noise and penalty interpolations are float32.
+step, and sampling in eval mode reads those statistics), and a Sigmoid computes and returns
+float32 (a bfloat16 Sigmoid rounds every probability above 0.998 to exactly 1, which zeroes the
+BCE gradient of that sample). Inputs enter each network in float32 and are rounded at its door,
+so z, instance noise and penalty interpolations are float32. What each of these is worth, and
+why Tanh is not on the list: benchmarks/precision_suspects.py, docs/speed.md.
 
 `bf16` and `bf16-mixed` fall back to fp32 (with a warning) where bfloat16 matrix products are
 not faster than float32 ones, as measured at start: a CPU without AVX512-BF16/AMX emulates them at
@@ -87,7 +88,7 @@ def effective_precision(requested: PrecisionName, device: torch.device, fallback
 
 
 NORMALIZATIONS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
-SATURATING_OUTPUTS = (nn.Sigmoid, nn.Tanh)
+PROBABILITY_OUTPUTS = (nn.Sigmoid,)
 
 
 def keep_float32_islands(network: nn.Module) -> None:
@@ -95,7 +96,7 @@ def keep_float32_islands(network: nn.Module) -> None:
     for module in network.modules():
         if isinstance(module, NORMALIZATIONS):
             module.float()  # bf16 inputs are fine: the CPU and CUDA kernels take mixed types
-        elif isinstance(module, SATURATING_OUTPUTS):
+        elif isinstance(module, PROBABILITY_OUTPUTS):
             module.register_forward_pre_hook(_inputs_to_float32)
 
 
