@@ -4,7 +4,7 @@
    relative error of G's running mean and variance against the batch statistics its own weights
    produce on 2,048 fresh z, when the compute copy's buffers are (a) reset from the master after
    every step (gankit before the fix), (b) bfloat16, (c) float32 (now).
-2. Sigmoid in bf16 (reference-fashion's D, trained --steps fp32 steps): the share of D's outputs
+2. Sigmoid in bf16 (reference-fashion's D, trained --reference-steps fp32 steps): the share of D's outputs
    on real and fake images that bfloat16 rounds to exactly 0 or 1, and the relative error of the
    BCE gradient dL/dlogit computed from a bfloat16 Sigmoid.
 3. Tanh in bf16 (the same run's G): the relative error of Tanh's gradient 1 - y^2 from bfloat16 y.
@@ -13,7 +13,7 @@
    after bf16 training (if the optimizer read rounded copies, all would be).
 6. Losses and reductions: the dtypes of the logged losses and of D's scores in the step.
 
-    python benchmarks/precision_suspects.py [--steps 600] [--threads 1] [--out benchmarks/results/precision_suspects.json]
+    python benchmarks/precision_suspects.py [--steps 600] [--reference-steps 2811] [--threads 1] [--out benchmarks/results/precision_suspects.json]
 """
 
 from __future__ import annotations
@@ -89,6 +89,7 @@ def saturation(trainer: Trainer) -> dict[str, float]:
     pre_tanh = G.body[:-1](z)
     y = torch.tanh(pre_tanh)
     tanh_grad_error = ((1 - y.bfloat16().float() ** 2) - (1 - y**2)).abs() / (1 - y**2).clamp_min(1e-12)
+    near_saturation = y.abs() > 0.9  # where G draws the background and strokes of a trained image
     rounded_z = G(z.bfloat16().float())
     bf16_fake = precision.NetworkUpdate(G, trainer.opt_g, "bf16", torch.device("cpu"))(z)
     return {
@@ -97,6 +98,8 @@ def saturation(trainer: Trainer) -> dict[str, float]:
         "bce_logit_grad_relative_error_p99": float(grad_error.quantile(0.99)),
         "tanh_grad_relative_error_median": float(tanh_grad_error.median()),
         "tanh_grad_relative_error_p99": float(tanh_grad_error.flatten()[:1_000_000].quantile(0.99)),
+        "tanh_outputs_beyond_0.9": float(near_saturation.float().mean()),
+        "tanh_grad_relative_error_median_beyond_0.9": float(tanh_grad_error[near_saturation].median()) if near_saturation.any() else 0.0,
         "z_rounding_pixel_change_median": float((rounded_z - fake).abs().median()),
         "bf16_forward_pixel_change_median": float((bf16_fake - fake).abs().median()),
     }
@@ -121,16 +124,18 @@ def masters_and_losses(trainer: Trainer) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--reference-steps", type=int, default=2811, help="fp32 steps of the reference pair for suspects 2-4 (3 epochs)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="benchmarks/results/precision_suspects.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    result: dict[str, object] = {"command": " ".join(sys.argv), "machine": machine_description(torch.device("cpu")), "steps": args.steps}
+    result: dict[str, object] = {"command": " ".join(sys.argv), "machine": machine_description(torch.device("cpu")), "steps": args.steps,
+                                  "reference_steps": args.reference_steps}
     for variant in ("reset after each step", "bf16 buffers", "float32 buffers"):
         result[f"batchnorm, {variant}"] = batchnorm_errors(args.steps, variant)
         print(f"1. BatchNorm running statistics, {variant}: {result[f'batchnorm, {variant}']}", flush=True)
     reference = trainer_for("reference-fashion", "fp32")
-    for _ in range(args.steps):
+    for _ in range(args.reference_steps):
         reference.train_step()
     result["output layers"] = saturation(reference)
     print(f"2-4. output layers and z: {result['output layers']}", flush=True)

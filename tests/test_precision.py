@@ -32,7 +32,7 @@ def bf16_is_fast(monkeypatch):
 
 def small_critic():
     config = load_config("configs/dcgan-fashion.yaml", ["model.width=8", "model.d_norm=none"])
-    _, discriminator = build_models(config.model, config.stabilizers, (1, 28, 28), None)
+    generator, discriminator = build_models(config.model, config.stabilizers, (1, 28, 28), None)
     return discriminator
 
 
@@ -142,14 +142,17 @@ def test_bf16_keeps_batchnorm_running_statistics_as_fp32_does(name):
 
 def test_bf16_compute_copy_keeps_float32_islands():
     config = load_config("configs/reference-fashion.yaml", ["train.precision=bf16", "train.precision_fallback=false"])
-    _, discriminator = build_models(config.model, config.stabilizers, (1, 28, 28), None)
+    generator, discriminator = build_models(config.model, config.stabilizers, (1, 28, 28), None)
     update_d = precision.NetworkUpdate(discriminator, torch.optim.Adam(discriminator.parameters()), "bf16", torch.device("cpu"))
+    update_g = precision.NetworkUpdate(generator, torch.optim.Adam(generator.parameters()), "bf16", torch.device("cpu"))
     assert next(update_d.compute.head.parameters()).dtype == torch.bfloat16
     with torch.no_grad():
         update_d.compute.head.weight.zero_()
         update_d.compute.head.bias.fill_(7.0)  # D(x) = sigmoid(7) = 0.99909, which bfloat16 rounds to exactly 1
         scores = update_d(torch.zeros(4, 1, 28, 28))
+        fakes = update_g(torch.randn(4, 100))
     assert scores.dtype == torch.float32 and torch.allclose(scores, torch.full((4,), torch.sigmoid(torch.tensor(7.0)).item()))
+    assert fakes.dtype == torch.float32  # Tanh computed in float32
     dcgan = small_trainer("bf16").update_g.compute
     norms = [m for m in dcgan.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert norms and all(p.dtype == torch.float32 for m in norms for p in [*m.parameters(), m.running_mean, m.running_var])

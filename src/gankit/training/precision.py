@@ -11,11 +11,13 @@
 Float32 islands, in the spirit of torch.autocast's float32 op list, under both bf16 modes:
 normalization layers keep float32 weights and running statistics (a bfloat16 running average
 stops moving once momentum * (batch stat - running stat) is below half its 8-bit mantissa's
-step, and sampling in eval mode reads those statistics), and a Sigmoid computes and returns
-float32 (a bfloat16 Sigmoid rounds every probability above 0.998 to exactly 1, which zeroes the
-BCE gradient of that sample). Inputs enter each network in float32 and are rounded at its door,
-so z, instance noise and penalty interpolations are float32. What each of these is worth, and
-why Tanh is not on the list: benchmarks/precision_suspects.py, docs/speed.md.
+step, and sampling in eval mode reads those statistics), and the bounded output layers, Sigmoid
+and Tanh, compute and return float32: a bfloat16 Sigmoid rounds every probability above 0.998 to
+exactly 1, which zeroes the BCE gradient of that sample, and Tanh's gradient 1 - y^2 from a
+bfloat16 y near +-1 (where a generator draws backgrounds) is off by tens of percent or exactly 0.
+Inputs enter each network in float32 and are rounded at its door, so z, instance noise and
+penalty interpolations are float32. What each of these is worth: benchmarks/precision_suspects.py,
+benchmarks/precision_quality.py, docs/speed.md.
 
 `bf16` and `bf16-mixed` fall back to fp32 (with a warning) where bfloat16 matrix products are
 not faster than float32 ones, as measured at start: a CPU without AVX512-BF16/AMX emulates them at
@@ -88,7 +90,7 @@ def effective_precision(requested: PrecisionName, device: torch.device, fallback
 
 
 NORMALIZATIONS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
-PROBABILITY_OUTPUTS = (nn.Sigmoid,)
+BOUNDED_OUTPUTS = (nn.Sigmoid, nn.Tanh)
 
 
 def keep_float32_islands(network: nn.Module) -> None:
@@ -96,7 +98,7 @@ def keep_float32_islands(network: nn.Module) -> None:
     for module in network.modules():
         if isinstance(module, NORMALIZATIONS):
             module.float()  # bf16 inputs are fine: the CPU and CUDA kernels take mixed types
-        elif isinstance(module, PROBABILITY_OUTPUTS):
+        elif isinstance(module, BOUNDED_OUTPUTS):
             module.register_forward_pre_hook(_inputs_to_float32)
 
 
