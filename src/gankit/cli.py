@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from gankit.errors import GankitError
+from gankit.errors import GankitError, TrainingInterrupted
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -19,7 +19,7 @@ def _train(args: argparse.Namespace) -> None:
     if not args.resume and not args.config:
         raise GankitError("give --config PRESET_OR_YAML for a new run, or --resume RUN_DIR")
     overrides = args.overrides + ([f"data.data_dir={args.data_dir}"] if args.data_dir else [])
-    result = train(args.config, args.out, overrides=overrides, resume=args.resume, max_steps=args.max_steps, device=args.device)
+    result = train(args.config, args.out, overrides=overrides, resume=args.resume, checkpoint=args.checkpoint, max_steps=args.max_steps, device=args.device)
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 reports
     print(f"run folder:   {result.run_dir}")
@@ -149,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.epochs=3 loss.name=hinge")
     train.add_argument("--out", help="run folder (default runs/NAME-TIMESTAMP)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in this folder from its last checkpoint")
+    train.add_argument("--checkpoint", metavar="STEP_OR_PATH", help="with --resume: continue from this step's checkpoint (or file) instead of the newest")
     train.add_argument("--data-dir", help="folder searched first for named datasets (same as data.data_dir=DIR)")
     train.add_argument("--max-steps", type=_positive_int, help="stop after this many steps in all")
     train.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
@@ -261,11 +262,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.handler(args)
+    except TrainingInterrupted as err:
+        print(f"gankit: {err}", file=sys.stderr)
+        return 130
     except GankitError as err:
         print(f"gankit: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("gankit: interrupted; the last checkpoint is intact (continue with --resume)", file=sys.stderr)
+        print("gankit: interrupted; files are written atomically, so none was left half-written", file=sys.stderr)
         return 130
     return 0
 

@@ -46,20 +46,24 @@ def remove_interrupted_writes(directory: Path) -> None:
             temp.unlink(missing_ok=True)
 
 
-def write_atomically(path: Path, payload: bytes) -> None:
-    """atomic_write for a finished payload, with a failure (full disk, no permission) as one clear line."""
+def write_atomically(path: Path, payload: bytes, kept: str | None = None) -> None:
+    """atomic_write for a finished payload, with a failure (full disk, no permission) as one clear line that ends
+    with `kept`, what is still intact (default: the previous version of the file, when there was one)."""
+    if kept is None:
+        kept = f"the previous {path.name} is untouched" if path.exists() else "no partial file was left"
     try:
         with atomic_write(path) as out:
             out.write(payload)
     except OSError as err:
-        raise CheckpointError(f"could not write {path}: {err.strerror or err}; the previous checkpoint is untouched") from None
+        raise CheckpointError(f"could not write {path}: {err.strerror or err}; {kept}") from None
 
 
 def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
     body = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
     state_json = json.dumps(state)
     metadata = {STATE_KEY: state_json, DIGEST_KEY: content_digest(body, state_json)}
-    write_atomically(path, save_safetensors(body, metadata=metadata))
+    kept = "the previous checkpoint is untouched" if list_checkpoints(path.parent) else "no checkpoint had been saved yet"
+    write_atomically(path, save_safetensors(body, metadata=metadata), kept)
 
 
 def content_digest(tensors: dict[str, torch.Tensor], text: str) -> str:

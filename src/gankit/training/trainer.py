@@ -20,7 +20,7 @@ from torch import Tensor, nn
 import gankit
 from gankit.config import Config, OptimConfig
 from gankit.data import Dataset, to_model_range
-from gankit.errors import CheckpointError, DataError, GankitError, TrainingDiverged
+from gankit.errors import CheckpointError, DataError, GankitError, TrainingDiverged, TrainingInterrupted
 from gankit.losses import build_objective
 from gankit.models import build_models
 from gankit.regularizers import add_instance_noise, clip_weights, gradient_penalty, instance_noise_std, r1_penalty
@@ -101,6 +101,8 @@ class _Window:
 class Trainer:
     """The training state and loop. With a `world` of several ranks (torchrun), this process trains
     on its shard of every batch and gradients are averaged across ranks (training/distributed.py)."""
+
+    stop_requested = False  # set (by a SIGINT handler) to save a checkpoint after the current step and stop
 
     def __init__(self, config: Config, dataset: Dataset, device: torch.device, world: World = SINGLE):
         self.config = config
@@ -294,8 +296,10 @@ class Trainer:
             if epoch_done:
                 for callback in callbacks:
                     callback.on_epoch_end(self)
-            if save_due or finished:
-                self.save(run_dir / "checkpoints")
+            if save_due or finished or self.stop_requested:
+                saved = self.save(run_dir / "checkpoints")
+            if self.stop_requested:
+                raise TrainingInterrupted(f"interrupted at step {self.step}; saved {saved}; continue with: gankit train --resume {run_dir}")
         for callback in callbacks:
             callback.on_train_end(self)
 
