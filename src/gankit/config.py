@@ -18,10 +18,13 @@ from gankit.errors import ConfigError
 LossName = Literal["minimax", "non-saturating", "lsgan", "wgan", "wgan-gp", "hinge"]
 ModelName = Literal["mlp-reference", "dcgan", "mlp-toy"]
 PrecisionName = Literal["fp32", "bf16-mixed", "bf16", "fp16-mixed"]
+MAX_SEED = 2**32 - 1  # seeds are combined with step and epoch numbers into torch's 64-bit seeds
+MAX_CONFIG_VALUES = 10_000  # a config with YAML aliases may not expand beyond this many values
+MAX_ECHO = 80  # characters of a user's value repeated in an error line
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DataConfig(_Section):
@@ -35,7 +38,7 @@ class DataConfig(_Section):
     generated_samples: int = Field(100_000, gt=0, description="size of a generated dataset (2-D toys, stacked-mnist)")
     download: bool = Field(True, description="allow downloading a named dataset that is not found locally")
     per_class: int | None = Field(None, gt=0, description="keep only this many labelled images per class (few-shot); None keeps all")
-    subset_seed: int = Field(0, ge=0, description="picks the per_class images; a larger per_class with the same seed keeps the smaller pick")
+    subset_seed: int = Field(0, ge=0, le=MAX_SEED, description="picks the per_class images; a larger per_class with the same seed keeps the smaller pick")
 
 
 class ModelConfig(_Section):
@@ -84,7 +87,7 @@ class OptimConfig(_Section):
 class TrainConfig(_Section):
     batch_size: int = Field(64, gt=0, description="real images per D step (and fakes per G step)")
     epochs: int = Field(5, gt=0, description="passes over the data, counted in D batches")
-    seed: int = Field(0, ge=0, description="seeds weights, noise and data order")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="seeds weights, noise and data order")
     deterministic: bool = Field(False, description="deterministic kernels: a resumed run equals an uninterrupted one bit for bit")
     precision: PrecisionName = Field(
         "fp32", description="fp32, bf16 (bf16 compute, fp32 master weights), bf16-mixed (autocast), fp16-mixed (CUDA); bf16 falls back to fp32 where it is slow"
@@ -169,7 +172,13 @@ def _format_error(err: ValidationError) -> str:
     msg = first["msg"].removeprefix("Value error, ")
     if not key:
         return f"bad config: {msg}"
-    return f"bad config value {key}={first.get('input')!r}: {msg}"
+    return f"bad config value {key}={_echo(first.get('input'))}: {msg}"
+
+
+def _echo(value: Any) -> str:
+    """A value as an error line may repeat it: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= MAX_ECHO else text[: MAX_ECHO - 3] + "..."
 
 
 def _section_at(loc: tuple) -> type[BaseModel] | None:
@@ -187,11 +196,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     """Split 'a.b=value' into (['a', 'b'], value) with the value read as YAML (so 1e-4, true, null work)."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"override {text!r} is not KEY=VALUE (for example train.epochs=3)")
+        raise ConfigError(f"override {_echo(text)} is not KEY=VALUE (for example train.epochs=3)")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = parse_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    _check_size(value, f"override {key.strip()}")
     return key.strip().split("."), value
 
 
@@ -202,7 +212,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         for part in path[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"override {text!r}: '{part}' is a value, not a section")
+                raise ConfigError(f"override {_echo(text)}: '{part}' is a value, not a section")
             node = child
         node[path[-1]] = value
     return raw
@@ -227,14 +237,63 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     elif not path.is_file():
         raise ConfigError(f"config file {path} not found; give a YAML path or a preset name ({', '.join(preset_names())})")
     else:
-        text = path.read_text()
+        text = _read_text(path)
     try:
-        raw = yaml.safe_load(text) or {}
+        raw = parse_yaml(text) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+        raise ConfigError(f"config file {path} is not valid YAML: {str(err).splitlines()[0][:200]}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(raw).__name__}")
+    _check_size(raw, f"config file {path}")
     return raw
+
+
+def _read_text(path: Path) -> str:
+    try:
+        payload = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from None
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {payload[err.start]:#04x} at offset {err.start}); save it as UTF-8 YAML") from None
+
+
+class _DuplicateKey(yaml.YAMLError):
+    pass
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice in one mapping, where the last would silently win."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # keys merged in with << may be overridden: that is what merging is for
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, str) and key in seen:
+                raise _DuplicateKey(f"key '{key}' appears twice (line {key_node.start_mark.line + 1}); keep one")
+            seen.add(key if isinstance(key, str) else id(key_node))
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_StrictLoader)
+
+
+def _check_size(value: Any, where: str) -> None:
+    """Refuse a value that expands (through YAML aliases) to more than MAX_CONFIG_VALUES values; the walk stops there."""
+    pending, count = [value], 0
+    while pending:
+        item = pending.pop()
+        count += 1
+        if count > MAX_CONFIG_VALUES:
+            raise ConfigError(f"{where} expands to more than {MAX_CONFIG_VALUES} values (nested YAML aliases?); a gankit config is a few dozen")
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:

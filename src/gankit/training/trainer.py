@@ -9,6 +9,7 @@ a function of (seed, epoch), so a resumed run continues exactly where it stopped
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,10 +82,10 @@ def lr_decay_factor(optim: OptimConfig, step: int, total_steps: int) -> float:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise GankitError("--device cuda was asked for but this torch build sees no CUDA device; use --device cpu or install the CUDA build (README)")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise GankitError(f"unknown device {name!r}; use cpu, cuda or auto")
+    if name not in ("cpu", "cuda") and not re.fullmatch(r"cuda:\d+", name):
+        raise GankitError(f"unknown device {name[:40]!r}; use cpu, cuda, cuda:N or auto")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise GankitError(f"--device {name} was asked for but this torch build sees no CUDA device; use --device cpu or install the CUDA build (README)")
     return torch.device(name)
 
 
