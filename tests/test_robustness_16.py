@@ -138,3 +138,22 @@ def test_no_false_claim_of_a_previous_checkpoint(tmp_path, monkeypatch):
         ckpt.save_checkpoint(tmp_path / "checkpoints" / "step-00000001.safetensors", {}, {})
     assert "no checkpoint had been saved yet" in str(caught.value)
     assert "previous" not in str(caught.value)
+
+
+# --- new-user friction ------------------------------------------------------------------------------
+def test_progress_lines_when_stderr_is_not_a_terminal(tmp_path, monkeypatch, capsys):
+    from gankit.training.callbacks import ProgressBar
+
+    monkeypatch.setattr(ProgressBar, "every_s", 0.0)
+    train(TOY_CONFIG, tmp_path / "run", overrides=[*TOY, "train.log_every=1"], max_steps=3)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("gankit: step")]
+    assert len(lines) == 3
+    assert lines[-1].startswith("gankit: step 3/3, epoch 0, ") and "images/s, d_loss " in lines[-1] and ", ETA " in lines[-1]
+
+
+def test_report_is_rewritten_after_every_epoch(toy_run):
+    from gankit.report.html import HtmlReport
+
+    (toy_run / "report.html").unlink()
+    HtmlReport(toy_run).on_epoch_end(None)
+    assert "<html" in (toy_run / "report.html").read_text().lower()
