@@ -157,3 +157,11 @@ def test_report_is_rewritten_after_every_epoch(toy_run):
     (toy_run / "report.html").unlink()
     HtmlReport(toy_run).on_epoch_end(None)
     assert "<html" in (toy_run / "report.html").read_text().lower()
+
+
+def test_no_preset_depends_on_files_outside_the_repository():
+    from gankit.config import load_config, preset_names
+
+    for name in preset_names():
+        assert "../" not in load_config(name).data.dataset, f"{name} reads a path outside a lone clone"
+    assert {load_config(name).data.dataset for name in preset_names() if name.endswith("stacked-mnist")} == {"stacked-mnist"}
