@@ -58,8 +58,10 @@ def test_merge_keys_may_still_be_overridden(tmp_path):
     assert load_config(tmp_path / "c.yaml").train.epochs == 1
 
 
-@pytest.mark.parametrize("override", ["optim.lr_g=.inf", "optim.lr_d=.nan", "train.max_abs_loss=.inf", "train.seed=99999999999999999999999"])
-def test_infinite_rates_and_huge_seeds_fail_validation(override):
+@pytest.mark.parametrize("override", ["optim.lr_g=.inf", "optim.lr_d=.nan", "train.max_abs_loss=.inf", "train.seed=99999999999999999999999",
+                                      "model.z_dim=99999999999999999999999", "model.width=99999999999999999999999", "data.generated_samples=1000000000"])
+def test_infinite_rates_huge_seeds_and_sizes_fail_validation(override):
+    """The sizes were found by tests/test_fuzz_cli.py: torch's 'Overflow when unpacking long long' escaped as a traceback."""
     with pytest.raises(ConfigError, match="bad config value"):
         load_config(TOY_CONFIG, [override])
 

@@ -35,7 +35,7 @@ class DataConfig(_Section):
     data_dir: str | None = Field(None, description="looked in first for named datasets")
     image_size: int | None = Field(None, ge=8, le=1024, description="resize folder images to this; None keeps 64 for folders, native size otherwise")
     channels: Literal[1, 3] | None = Field(None, description="force grayscale (1) or RGB (3) for folder images")
-    generated_samples: int = Field(100_000, gt=0, description="size of a generated dataset (2-D toys, stacked-mnist)")
+    generated_samples: int = Field(100_000, gt=0, le=2_000_000, description="size of a generated dataset (2-D toys, stacked-mnist)")
     download: bool = Field(True, description="allow downloading a named dataset that is not found locally")
     per_class: int | None = Field(None, gt=0, description="keep only this many labelled images per class (few-shot); None keeps all")
     subset_seed: int = Field(0, ge=0, le=MAX_SEED, description="picks the per_class images; a larger per_class with the same seed keeps the smaller pick")
@@ -43,10 +43,10 @@ class DataConfig(_Section):
 
 class ModelConfig(_Section):
     name: ModelName = Field("mlp-reference", description="architecture from the model registry")
-    z_dim: int = Field(100, gt=0, description="length of the noise vector z")
+    z_dim: int = Field(100, gt=0, le=10_000, description="length of the noise vector z")
     conditional: bool = Field(False, description="feed class labels to G (embedding) and D (projection)")
-    width: int = Field(64, gt=0, description="dcgan: base channel count; mlp-toy: hidden units")
-    depth: int = Field(3, gt=0, description="mlp-toy: hidden layers in G and in D")
+    width: int = Field(64, gt=0, le=4096, description="dcgan: base channel count; mlp-toy: hidden units")
+    depth: int = Field(3, gt=0, le=100, description="mlp-toy: hidden layers in G and in D")
     d_output: Literal["logits", "sigmoid"] = Field(
         "logits", description="sigmoid ends D in nn.Sigmoid (the reference network); the loss then reads probabilities"
     )
@@ -68,8 +68,8 @@ class StabilizerConfig(_Section):
     gradient_penalty: float | None = Field(None, ge=0, description="WGAN-GP lambda; None: 10 for wgan-gp, else 0")
     weight_clip: float | None = Field(None, ge=0, description="clip D's weights to [-c, c]; None: 0.01 for wgan, else 0 (off)")
     ema_decay: float = Field(0.0, ge=0, lt=1, description="EMA of G's weights (used for sampling); 0 turns it off")
-    n_critic: int = Field(1, gt=0, description="D updates per step")
-    g_steps: int = Field(1, gt=0, description="G updates per step: the first on the last D update's fakes, the rest on fresh noise (PacGAN's Stacked MNIST code: 2)")
+    n_critic: int = Field(1, gt=0, le=100, description="D updates per step")
+    g_steps: int = Field(1, gt=0, le=100, description="G updates per step: the first on the last D update's fakes, the rest on fresh noise (PacGAN's Stacked MNIST code: 2)")
     pack: int = Field(1, gt=0, description="PacGAN: D judges this many samples at once")
 
 
@@ -85,7 +85,7 @@ class OptimConfig(_Section):
 
 
 class TrainConfig(_Section):
-    batch_size: int = Field(64, gt=0, description="real images per D step (and fakes per G step)")
+    batch_size: int = Field(64, gt=0, le=2**20, description="real images per D step (and fakes per G step)")
     epochs: int = Field(5, gt=0, description="passes over the data, counted in D batches")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="seeds weights, noise and data order")
     deterministic: bool = Field(False, description="deterministic kernels: a resumed run equals an uninterrupted one bit for bit")
@@ -109,8 +109,8 @@ MetricName = Literal[LOWER_IS_BETTER + HIGHER_IS_BETTER]
 
 class EvalConfig(_Section):
     every_epochs: int = Field(0, ge=0, description="evaluate every this many epochs during training (0: never); results go to metrics.jsonl")
-    num_samples: int = Field(10_000, gt=0, description="generated images per evaluation (2-D toys always use 2,500; stacked-mnist 26,000)")
-    num_real: int = Field(10_000, gt=0, description="real training images in the reference set (fewer if the data has fewer)")
+    num_samples: int = Field(10_000, gt=0, le=1_000_000, description="generated images per evaluation (2-D toys always use 2,500; stacked-mnist 26,000)")
+    num_real: int = Field(10_000, gt=0, le=1_000_000, description="real training images in the reference set (fewer if the data has fewer)")
     evaluator: str | None = Field(None, description="feature extractor: fashion-mnist, mnist, a .safetensors path or inception:PATH (docs/inception.md); None picks by dataset")
     best_metric: MetricName | None = Field(None, description="keep checkpoints/best.safetensors by this metric (needs every_epochs > 0)")
 
@@ -120,7 +120,7 @@ class WatchdogConfig(_Section):
     min_coverage: float = Field(0.5, ge=0, le=1, description="warn when fewer than this fraction of the modes (toys) or classes (images) is covered")
     min_diversity: float = Field(0.5, ge=0, le=1, description="images: warn when fake features spread less than this fraction of the real ones")
     patience: int = Field(2, gt=0, description="warn only after this many consecutive failed checks (early training looks collapsed too)")
-    num_samples: int = Field(1000, ge=100, description="images generated per check (2-D toys always use 2,500)")
+    num_samples: int = Field(1000, ge=100, le=100_000, description="images generated per check (2-D toys always use 2,500)")
 
 
 class Config(_Section):
