@@ -215,3 +215,11 @@ def test_onnx_export_says_only_what_it_wrote(runs, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert "output samples: images" in result.stdout
+
+
+@pytest.mark.parametrize("override", ["0\n0=1", "x\ny.z=1"])
+def test_a_key_with_a_line_break_is_echoed_on_one_line(override):
+    """Found by tests/test_fuzz.py (test_config_overrides): the unknown key was echoed with its raw line break."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(TOY_CONFIG, [override])
+    assert "\n" not in str(caught.value)

@@ -4,8 +4,8 @@ malformed, paths of every kind) and random config files: it either succeeds or e
 existing run folder byte for byte as it was.
 
 Options that set how much work a valid call does (-n, --steps, --epochs, ...) get a small value first and
-are fuzzed only with small or invalid values, so a case takes seconds. Each command prints how many cases
-it tried.
+are fuzzed only with small or invalid values, and named datasets are left out (a valid one would train on
+all of Fashion-MNIST or download MNIST), so a case takes seconds. Each command prints its outcome counts.
 """
 
 import argparse
@@ -92,7 +92,7 @@ def command_line(draw, name: str, paths: list[str]) -> list[str]:
     """Required options and positionals always (else argparse stops first), the rest at random."""
     parser = COMMANDS[name]
     value = st.sampled_from([*paths, *SMALL, "99999999999999999999999", "nan", "cuda", "cuda:abc", "tpu", "center:8", "random:0.5",
-                             "fashion-mnist", "npz:" + paths[4], "idx:" + paths[2], "folder:" + paths[2], "inception:" + paths[0]])
+                             "npz:" + paths[4], "idx:" + paths[2], "folder:" + paths[2], "inception:" + paths[0]])
     argv = [*name.split()]
     for action in parser._actions:
         flag = action.option_strings[0] if action.option_strings else None

@@ -168,7 +168,7 @@ def _format_error(err: ValidationError) -> str:
     if first["type"] == "extra_forbidden":
         section = _section_at(first["loc"][:-1])
         known = ", ".join(section.model_fields) if section else ""
-        return f"unknown config key '{key}'; known keys here: {known}"
+        return f"unknown config key {_echo(key)}; known keys here: {known}"
     msg = first["msg"].removeprefix("Value error, ")
     if not key:
         return f"bad config: {msg}"
@@ -212,7 +212,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         for part in path[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"override {_echo(text)}: '{part}' is a value, not a section")
+                raise ConfigError(f"override {_echo(text)}: {_echo(part)} is a value, not a section")
             node = child
         node[path[-1]] = value
     return raw

@@ -217,14 +217,24 @@ def check_memory(n: int, sample_shape: list[int]) -> None:
 
 
 def available_memory() -> int:
-    """Bytes this process can still allocate: free physical memory, or less under an address-space limit (ulimit -v)."""
-    free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    """Bytes this process can still allocate: the kernel's MemAvailable (free memory plus reclaimable cache),
+    or less under an address-space limit (ulimit -v)."""
+    free = _meminfo_available() or os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     limit = resource.getrlimit(resource.RLIMIT_AS)[0]
     if limit == resource.RLIM_INFINITY:
         return free
     with open("/proc/self/statm") as statm:
         used = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
     return min(free, limit - used)
+
+
+def _meminfo_available() -> int | None:
+    try:
+        with open("/proc/meminfo") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 def _check_images(samples: Tensor, what: str) -> None:

@@ -68,12 +68,7 @@ def _train(config, out_dir, overrides, resume, max_steps, device, progress, worl
         raise GankitError("--checkpoint picks where a resumed run continues from; give it with --resume RUN_DIR")
     saved = None
     if resume is not None:
-        paths = RunPaths(Path(resume))
-        if not paths.config.is_file():
-            raise GankitError(f"{paths.root} is not a run folder (no config.yaml); give the folder a previous `gankit train` wrote")
-        saved = from_dict(read_yaml(paths.config))
-        config = from_dict(apply_overrides(read_yaml(paths.config), list(overrides)))
-        _refuse_fixed_changes(saved, config, paths.root)
+        paths, saved, config = _resumed_config(Path(resume), overrides)
     else:
         if not isinstance(config, Config):
             config = load_config(config, overrides)
@@ -91,6 +86,17 @@ def _train(config, out_dir, overrides, resume, max_steps, device, progress, worl
             _prepare_folder(paths, config, start)
         world.barrier()
         return _fit_run(trainer, paths, dataset, max_steps, progress)
+
+
+def _resumed_config(run_dir: Path, overrides: list[str]) -> tuple[RunPaths, Config, Config]:
+    """The run's paths, its saved config, and that config with the overrides applied (refused if they cannot apply)."""
+    paths = RunPaths(run_dir)
+    if not paths.config.is_file():
+        raise GankitError(f"{paths.root} is not a run folder (no config.yaml); give the folder a previous `gankit train` wrote")
+    saved = from_dict(read_yaml(paths.config))
+    config = from_dict(apply_overrides(read_yaml(paths.config), list(overrides)))
+    _refuse_fixed_changes(saved, config, paths.root)
+    return paths, saved, config
 
 
 def _fit_run(trainer: Trainer, paths: RunPaths, dataset, max_steps: int | None, progress: bool | None) -> RunResult:
