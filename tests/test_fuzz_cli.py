@@ -10,6 +10,7 @@ all of Fashion-MNIST or download MNIST), so a case takes seconds. Each command p
 
 import argparse
 import hashlib
+import os
 from collections import Counter
 import shutil
 from pathlib import Path
@@ -69,7 +70,8 @@ def world(tmp_path_factory):
     paths = [toy, image, root / "folder", root / "folder" / "a.png", root / "images.npz", root / "binary.yaml", root / "bomb.yaml",
              root / "duplicate.yaml", root / "list.yaml", root / "missing", root / "missing" / "deeper.png", toy / "config.yaml",
              next((toy / "checkpoints").iterdir()), root / "out.png", root / "out.npz", root / "out.gif", root / "new-folder", root / "out.xyz"]
-    return {"root": root, "runs": [toy, image], "paths": [str(p) for p in paths]}
+    (root / "scratch").mkdir()
+    return {"root": root, "runs": [toy, image], "paths": [str(p) for p in paths], "scratch": root / "scratch"}
 
 
 def commands() -> dict[str, argparse.ArgumentParser]:
@@ -121,13 +123,18 @@ def override(draw) -> str:
     return f"{draw(st.sampled_from(OVERRIDE_KEYS))}={draw(st.sampled_from(OVERRIDE_VALUES))}"
 
 
-def run_case(name: str, argv: list[str], runs: list[Path], capsys) -> None:
+def run_case(name: str, argv: list[str], runs: list[Path], scratch: Path, capsys) -> None:
+    """Run one command line in `scratch` (a fuzzed value may be taken as a relative output path) and check its outcome."""
     before = {run: tree_digest(run) for run in runs}
+    cwd = os.getcwd()
+    os.chdir(scratch)
     try:
         status = main(argv)
         outcome = "succeeded" if status == 0 else "refused"
     except SystemExit as exit_:  # argparse: usage and one error line
         status, outcome = exit_.code, "refused by argparse"
+    finally:
+        os.chdir(cwd)
     TRIED.setdefault(name, Counter())[outcome] += 1
     err = capsys.readouterr().err
     assert "Traceback" not in err, f"{argv}: {err}"
@@ -157,7 +164,7 @@ def test_cli_command(name, world, capsys):
         argv = data.draw(command_line(name, world["paths"]))
         if name == "train" and "--out" in argv:
             argv[argv.index("--out") + 1] = str(world["root"] / "new-runs" / f"run-{sum(TRIED.get(name, Counter()).values())}")
-        run_case(name, argv, world["runs"], capsys)
+        run_case(name, argv, world["runs"], world["scratch"], capsys)
 
     fuzz()
 
@@ -182,9 +189,9 @@ def test_cli_train_config_files(document, world, capsys):
     else:
         config.write_bytes(document.encode() if isinstance(document, str) else document)
     out = world["root"] / "new-runs" / f"file-{sum(TRIED.get('train config files', Counter()).values())}"
-    run_case("train config files", ["train", "--config", str(config), "--out", str(out), "--max-steps", "1", "data.download=false", *TOY], world["runs"], capsys)
+    run_case("train config files", ["train", "--config", str(config), "--out", str(out), "--max-steps", "1", "data.download=false", *TOY], world["runs"], world["scratch"], capsys)
     damaged = world["root"] / "damaged-run"
     shutil.rmtree(damaged, ignore_errors=True)
     shutil.copytree(world["runs"][0], damaged)
     shutil.copy(config, damaged / "config.yaml")
-    run_case("train config files", ["train", "--resume", str(damaged), "--max-steps", "1"], [world["runs"][0]], capsys)
+    run_case("train config files", ["train", "--resume", str(damaged), "--max-steps", "1"], [world["runs"][0]], world["scratch"], capsys)

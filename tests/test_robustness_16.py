@@ -165,3 +165,14 @@ def test_no_preset_depends_on_files_outside_the_repository():
     for name in preset_names():
         assert "../" not in load_config(name).data.dataset, f"{name} reads a path outside a lone clone"
     assert {load_config(name).data.dataset for name in preset_names() if name.endswith("stacked-mnist")} == {"stacked-mnist"}
+
+
+def test_a_damaged_newest_checkpoint_points_to_the_way_back(toy_run, capsys):
+    assert main(["train", "--resume", str(toy_run), "--max-steps", "3"]) == 0
+    newest = ckpt.list_checkpoints(toy_run / "checkpoints")[-1]
+    payload = newest.read_bytes()
+    newest.write_bytes(payload[:-1] + bytes([payload[-1] ^ 0xFF]))
+    capsys.readouterr()
+    assert main(["train", "--resume", str(toy_run), "--max-steps", "4"]) == 2
+    assert "--checkpoint STEP" in one_error_line(capsys.readouterr().err)
+    assert main(["train", "--resume", str(toy_run), "--checkpoint", "2", "--max-steps", "4"]) == 0

@@ -26,6 +26,7 @@ STEP_FILE = re.compile(r"^step-(\d{8})\.safetensors$")
 BEST_NAME = "best.safetensors"
 STATE_KEY = "gankit_state"
 DIGEST_KEY = "gankit_sha256"
+EARLIER = "use an earlier checkpoint: --checkpoint STEP or PATH (train takes it with --resume RUN; `gankit info RUN` lists them)"
 
 
 def step_path(directory: Path, step: int) -> Path:
@@ -109,7 +110,7 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[dic
         raise CheckpointError(f"{path} is a pickle (torch.save) file, and unpickling runs whatever code its maker put in it; gankit checkpoints are safetensors")
     expected_size = _declared_size(payload)
     if expected_size is not None and len(payload) < expected_size:
-        raise CheckpointError(f"{path} is truncated ({len(payload)} of {expected_size} bytes); use an earlier checkpoint")
+        raise CheckpointError(f"{path} is truncated ({len(payload)} of {expected_size} bytes); {EARLIER}")
     try:
         tensors = load_safetensors(payload)
         metadata = read_metadata(payload)
@@ -118,7 +119,7 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[dic
     except (SafetensorError, KeyError, ValueError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path} is not a complete gankit checkpoint ({type(err).__name__}: {err}); it may be truncated or from another tool") from None
     if content_digest(tensors, state_json) != metadata.get(DIGEST_KEY):
-        raise CheckpointError(f"{path} fails its content hash: it was modified or corrupted after gankit wrote it; use an earlier checkpoint")
+        raise CheckpointError(f"{path} fails its content hash: it was modified or corrupted after gankit wrote it; {EARLIER}")
     return {name: t.to(device) for name, t in tensors.items()}, state
 
 
