@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -112,18 +113,10 @@ SAMPLE_CASES = {
 @pytest.mark.parametrize("case", sorted(SAMPLE_CASES))
 def test_bad_sample_options_are_one_line(case, runs, capsys):
     argv = ["sample", *SAMPLE_CASES[case].format(**runs).split()]
-    with pytest.raises(SystemExit) if "seed" in case else _no_exit():
+    with pytest.raises(SystemExit) if "seed" in case else nullcontext():
         assert main(argv) == 2
     one_error_line(capsys.readouterr().err)
     assert not (runs["root"] / "g.xyz").exists()
-
-
-class _no_exit:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def test_more_samples_than_memory_holds_says_how_much_is_needed(runs, monkeypatch, capsys):

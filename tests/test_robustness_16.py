@@ -99,7 +99,7 @@ def test_resume_refuses_an_override_that_cannot_apply_and_leaves_config_untouche
     assert main(["train", "--resume", str(toy_run), "--max-steps", "3"]) == 0
 
 
-def test_a_failing_restore_leaves_config_untouched(toy_run, monkeypatch):
+def test_a_failing_restore_leaves_config_untouched(toy_run):
     before = (toy_run / "config.yaml").read_bytes()
     last = ckpt.list_checkpoints(toy_run / "checkpoints")[-1]
     last.write_bytes(last.read_bytes()[:-10])
