@@ -99,7 +99,8 @@ def command_line(draw, name: str, paths: list[str]) -> list[str]:
     for action in parser._actions:
         flag = action.option_strings[0] if action.option_strings else None
         if flag in WORK_BOUNDS:
-            argv += [flag, WORK_BOUNDS[flag]]
+            argv += [flag, WORK_BOUNDS[flag], *([flag, draw(st.sampled_from(SMALL))] if draw(st.booleans()) else [])]
+            continue
         if flag == "-h" or (flag and not action.required and not draw(st.booleans())):
             continue
         if flag is None:  # positional
@@ -109,8 +110,6 @@ def command_line(draw, name: str, paths: list[str]) -> list[str]:
             argv.append(flag)
         elif action.choices:
             argv += [flag, draw(st.sampled_from([*action.choices, "bogus"]))]
-        elif flag in WORK_BOUNDS:
-            argv += [flag, draw(st.sampled_from(SMALL))]
         else:
             argv += [flag, draw(st.sampled_from(NUMBERS) if action.type not in (None, str) else value)]
     if name == "train":
