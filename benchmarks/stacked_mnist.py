@@ -24,16 +24,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CONFIGS, Row, common_args, main_loop  # noqa: E402
 
 METRICS = ["stacked_modes", "stacked_kl", "stacked_digit_kl", "stacked_unsure_fraction"]
+SHARED_DIGITS = "data.dataset=stacked-mnist:idx:../shared/datasets/mnist-10k"  # the presets default to the named (downloaded) MNIST
 
 
 def rows(steps: int) -> list[Row]:
     return [
-        Row("dcgan", "dcgan-stacked-mnist.yaml", (), steps),
-        Row("pacdcgan (pack 2)", "pacdcgan-stacked-mnist.yaml", (), steps),
-        Row("dcgan + pack 4", "dcgan-stacked-mnist.yaml", ("stabilizers.pack=4",), steps),
-        Row("dcgan + SN + EMA", "dcgan-stacked-mnist.yaml", ("stabilizers.spectral_norm=true", "stabilizers.ema_decay=0.999"), steps),
-        Row("dcgan + R1 + EMA", "dcgan-stacked-mnist.yaml", ("stabilizers.r1=1.0", "stabilizers.r1_every=4", "stabilizers.ema_decay=0.999"), steps),
-        Row("best", "best-stacked-mnist.yaml", (), None),
+        Row("dcgan", "dcgan-stacked-mnist.yaml", (SHARED_DIGITS,), steps),
+        Row("pacdcgan (pack 2)", "pacdcgan-stacked-mnist.yaml", (SHARED_DIGITS,), steps),
+        Row("dcgan + pack 4", "dcgan-stacked-mnist.yaml", (SHARED_DIGITS, "stabilizers.pack=4"), steps),
+        Row("dcgan + SN + EMA", "dcgan-stacked-mnist.yaml", (SHARED_DIGITS, "stabilizers.spectral_norm=true", "stabilizers.ema_decay=0.999"), steps),
+        Row("dcgan + R1 + EMA", "dcgan-stacked-mnist.yaml", (SHARED_DIGITS, "stabilizers.r1=1.0", "stabilizers.r1_every=4", "stabilizers.ema_decay=0.999"), steps),
+        Row("best", "best-stacked-mnist.yaml", (SHARED_DIGITS,), None),
     ]
 
 
@@ -49,7 +50,7 @@ def real_data_reference(overrides: list[str], count: int = 26_000) -> dict[str, 
     from gankit.metrics.evaluator import load_evaluator
     from gankit.metrics.stacked import stacked_mnist_modes
 
-    config = load_config(CONFIGS / "best-stacked-mnist.yaml", [*overrides, f"data.generated_samples={count}"])
+    config = load_config(CONFIGS / "best-stacked-mnist.yaml", [SHARED_DIGITS, *overrides, f"data.generated_samples={count}"])
     evaluator, _ = load_evaluator("mnist")
     return stacked_mnist_modes(to_model_range(load_dataset(config.data).samples), evaluator)
 

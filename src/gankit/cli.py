@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from gankit.errors import GankitError
+from gankit.errors import GankitError, TrainingInterrupted
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -19,7 +19,7 @@ def _train(args: argparse.Namespace) -> None:
     if not args.resume and not args.config:
         raise GankitError("give --config PRESET_OR_YAML for a new run, or --resume RUN_DIR")
     overrides = args.overrides + ([f"data.data_dir={args.data_dir}"] if args.data_dir else [])
-    result = train(args.config, args.out, overrides=overrides, resume=args.resume, max_steps=args.max_steps, device=args.device)
+    result = train(args.config, args.out, overrides=overrides, resume=args.resume, checkpoint=args.checkpoint, max_steps=args.max_steps, device=args.device)
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 reports
     print(f"run folder:   {result.run_dir}")
@@ -30,16 +30,19 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _sample(args: argparse.Namespace) -> None:
-    from gankit.apps.sample import class_labels, sample, write_grid, write_npz, write_pngs
+    from gankit.apps.sample import check_memory, check_output_paths, class_labels, sample, write_grid, write_npz, write_pngs
     from gankit.runs import open_checkpoint
 
     if not (args.grid or args.out_dir or args.npz):
         raise GankitError("say where to write: --grid FILE.png, --out-dir DIR and/or --npz FILE.npz")
-    generator = open_checkpoint(args.run_dir, args.checkpoint, device=args.device, trust=args.trust).generator
+    check_output_paths(args.grid, args.out_dir, args.npz)
+    loaded = open_checkpoint(args.run_dir, args.checkpoint, device=args.device, trust=args.trust)
+    generator = loaded.generator
     if args.interpolate:
         _sample_interpolation(args, generator)
         return
     n = args.n or 64
+    check_memory(n, loaded.state["sample_shape"])
     samples, labels = sample(generator, n, seed=args.seed, labels=class_labels(generator, n, args.label), truncation=args.truncation)
     if args.grid:
         print(f"grid of {len(samples)}: {write_grid(samples, Path(args.grid))}")
@@ -111,10 +114,12 @@ def _info(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
+    from gankit.config import read_yaml
     from gankit.report.html import write_report
     from gankit.training import checkpoint as ckpt
 
     if Path(args.run_dir, "config.yaml").is_file():
+        read_yaml(Path(args.run_dir, "config.yaml"))  # a damaged config is an error line, not a traceback
         ckpt.load_checkpoint(ckpt.resolve_checkpoint(Path(args.run_dir)))  # a half-written or damaged run is an error, not a picture
     print(f"report: {write_report(args.run_dir, args.out)}")
 
@@ -124,7 +129,7 @@ def _export(args: argparse.Namespace) -> None:
 
     path, metadata = export_generator(args.run_dir, args.format, args.out, args.checkpoint)
     inputs = " and ".join(f"{name} {shape}" for name, shape in zip(metadata["inputs"], (f"(N, {metadata['z_dim']}) float32", "(N,) int64")))
-    print(f"{args.format}: {path} (inputs {inputs}; output {metadata['output']}, shape {metadata['sample_shape']}; step {metadata['step']}{', EMA weights' if metadata['ema'] else ''})")
+    print(f"{args.format}: {path} (inputs {inputs}; output samples: {metadata['output']}, shape {metadata['sample_shape']}; step {metadata['step']}{', EMA weights' if metadata['ema'] else ''})")
 
 
 def _restore(args: argparse.Namespace) -> None:
@@ -149,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.epochs=3 loss.name=hinge")
     train.add_argument("--out", help="run folder (default runs/NAME-TIMESTAMP)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in this folder from its last checkpoint")
+    train.add_argument("--checkpoint", metavar="STEP_OR_PATH", help="with --resume: continue from this step's checkpoint (or file) instead of the newest")
     train.add_argument("--data-dir", help="folder searched first for named datasets (same as data.data_dir=DIR)")
     train.add_argument("--max-steps", type=_positive_int, help="stop after this many steps in all")
     train.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
@@ -160,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--grid", help="write one PNG grid here")
     sample.add_argument("--out-dir", help="write one PNG per sample into this folder")
     sample.add_argument("--npz", help="write samples (and labels) as arrays here")
-    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--seed", type=_seed, default=0)
     sample.add_argument("--checkpoint", default="last", help="last (default), best, or a checkpoint path")
     sample.add_argument("--device", default="cpu")
     sample.add_argument("--trust", action="store_true", help="allow a pickled --checkpoint (.pt) you made yourself; read with torch.load(weights_only=True)")
@@ -175,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("-n", type=_positive_int, help="generated images (default eval.num_samples, 10000)")
     evaluate.add_argument("--checkpoint", default="last", help="last (default), best, or a checkpoint path")
     evaluate.add_argument("--evaluator", help="fashion-mnist, mnist, a .safetensors path, or inception:WEIGHTS (FID's Inception-v3, docs/inception.md) (default: picked by dataset)")
-    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--seed", type=_seed, default=0)
     evaluate.add_argument("--trust", action="store_true", help="allow a pickled --checkpoint (.pt) you made yourself, or inception:FILE.pth; read with torch.load(weights_only=True)")
     evaluate.add_argument("--out", help="where to write the JSON (default RUN_DIR/eval.json)")
     evaluate.set_defaults(handler=_eval)
@@ -186,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluator_train.add_argument("--dataset", required=True, help="fashion-mnist, mnist or idx:PATH (labelled 1x28x28 images)")
     evaluator_train.add_argument("--out", required=True, help="the .safetensors file to write")
     evaluator_train.add_argument("--epochs", type=_positive_int, default=8)
-    evaluator_train.add_argument("--seed", type=int, default=0)
+    evaluator_train.add_argument("--seed", type=_seed, default=0)
     evaluator_train.add_argument("--data-dir", help="folder searched first for named datasets")
     evaluator_train.set_defaults(handler=_evaluator_train)
 
@@ -202,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     augment.add_argument("--min-confidence", type=float, default=0.9, help="unconditional runs: keep samples the evaluator labels with at least this softmax probability (default 0.9)")
     augment.add_argument("--max-draws", type=_positive_int, help="unconditional runs: give up after this many samples (default 20 x the images asked for)")
     augment.add_argument("--truncation", type=float, help="redraw z entries beyond +-T (see gankit sample)")
-    augment.add_argument("--seed", type=int, default=0)
+    augment.add_argument("--seed", type=_seed, default=0)
     augment.add_argument("--checkpoint", default="last", help="last (default), best, or a checkpoint path")
     augment.add_argument("--device", default="cpu")
     augment.add_argument("--trust", action="store_true", help="allow a pickled --checkpoint (.pt) you made yourself; read with torch.load(weights_only=True)")
@@ -242,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--feather", type=float, help="blur in px of the mask edge when pasting known pixels (default 0: hard edge)")
     restore.add_argument("--batch-size", dest="batch_size", type=int, help="images optimized together (default 64)")
     restore.add_argument("--strips", type=_positive_int, default=16, help="rows in strips.png (default 16)")
-    restore.add_argument("--seed", type=int, default=0)
+    restore.add_argument("--seed", type=_seed, default=0)
     restore.add_argument("--checkpoint", default="last", help="last (default), best, or a checkpoint path")
     restore.add_argument("--device", default="cpu")
     restore.add_argument("--trust", action="store_true", help="allow a pickled --checkpoint (.pt) you made yourself; read with torch.load(weights_only=True)")
@@ -257,15 +263,47 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    from gankit.config import MAX_SEED
+
+    if not text.isdigit() or int(text) > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to {MAX_SEED}, got {text[:40]}")
+    return int(text)
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """The command line; `train`'s KEY=VALUE overrides may stand anywhere, also after options."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "train" and all("=" in word and not word.startswith("-") for word in extra):
+        args.overrides += extra
+    elif extra:
+        parser.parse_args(argv)  # argparse's own message for what it does not know
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = _parse(argv)
     try:
+        if args.command != "train" and hasattr(args, "device"):
+            from gankit.training.trainer import resolve_device
+
+            args.device = str(resolve_device(args.device))
         args.handler(args)
+    except TrainingInterrupted as err:
+        print(f"gankit: {err}", file=sys.stderr)
+        return 130
     except GankitError as err:
         print(f"gankit: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a path the user gave that cannot be read or written
+        print(f"gankit: error: {err.filename2 or err.filename or 'a file'}: {err.strerror or err}; check the path and its permissions", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("gankit: error: out of memory; ask for fewer samples (-n) or a smaller batch", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print("gankit: interrupted; the last checkpoint is intact (continue with --resume)", file=sys.stderr)
+        print("gankit: interrupted; files are written atomically, so none was left half-written", file=sys.stderr)
         return 130
     return 0
 

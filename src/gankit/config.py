@@ -18,10 +18,13 @@ from gankit.errors import ConfigError
 LossName = Literal["minimax", "non-saturating", "lsgan", "wgan", "wgan-gp", "hinge"]
 ModelName = Literal["mlp-reference", "dcgan", "mlp-toy"]
 PrecisionName = Literal["fp32", "bf16-mixed", "bf16", "fp16-mixed"]
+MAX_SEED = 2**32 - 1  # seeds are combined with step and epoch numbers into torch's 64-bit seeds
+MAX_CONFIG_VALUES = 10_000  # a config with YAML aliases may not expand beyond this many values
+MAX_ECHO = 80  # characters of a user's value repeated in an error line
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DataConfig(_Section):
@@ -32,18 +35,18 @@ class DataConfig(_Section):
     data_dir: str | None = Field(None, description="looked in first for named datasets")
     image_size: int | None = Field(None, ge=8, le=1024, description="resize folder images to this; None keeps 64 for folders, native size otherwise")
     channels: Literal[1, 3] | None = Field(None, description="force grayscale (1) or RGB (3) for folder images")
-    generated_samples: int = Field(100_000, gt=0, description="size of a generated dataset (2-D toys, stacked-mnist)")
+    generated_samples: int = Field(100_000, gt=0, le=2_000_000, description="size of a generated dataset (2-D toys, stacked-mnist)")
     download: bool = Field(True, description="allow downloading a named dataset that is not found locally")
     per_class: int | None = Field(None, gt=0, description="keep only this many labelled images per class (few-shot); None keeps all")
-    subset_seed: int = Field(0, ge=0, description="picks the per_class images; a larger per_class with the same seed keeps the smaller pick")
+    subset_seed: int = Field(0, ge=0, le=MAX_SEED, description="picks the per_class images; a larger per_class with the same seed keeps the smaller pick")
 
 
 class ModelConfig(_Section):
     name: ModelName = Field("mlp-reference", description="architecture from the model registry")
-    z_dim: int = Field(100, gt=0, description="length of the noise vector z")
+    z_dim: int = Field(100, gt=0, le=10_000, description="length of the noise vector z")
     conditional: bool = Field(False, description="feed class labels to G (embedding) and D (projection)")
-    width: int = Field(64, gt=0, description="dcgan: base channel count; mlp-toy: hidden units")
-    depth: int = Field(3, gt=0, description="mlp-toy: hidden layers in G and in D")
+    width: int = Field(64, gt=0, le=4096, description="dcgan: base channel count; mlp-toy: hidden units")
+    depth: int = Field(3, gt=0, le=100, description="mlp-toy: hidden layers in G and in D")
     d_output: Literal["logits", "sigmoid"] = Field(
         "logits", description="sigmoid ends D in nn.Sigmoid (the reference network); the loss then reads probabilities"
     )
@@ -65,8 +68,8 @@ class StabilizerConfig(_Section):
     gradient_penalty: float | None = Field(None, ge=0, description="WGAN-GP lambda; None: 10 for wgan-gp, else 0")
     weight_clip: float | None = Field(None, ge=0, description="clip D's weights to [-c, c]; None: 0.01 for wgan, else 0 (off)")
     ema_decay: float = Field(0.0, ge=0, lt=1, description="EMA of G's weights (used for sampling); 0 turns it off")
-    n_critic: int = Field(1, gt=0, description="D updates per step")
-    g_steps: int = Field(1, gt=0, description="G updates per step: the first on the last D update's fakes, the rest on fresh noise (PacGAN's Stacked MNIST code: 2)")
+    n_critic: int = Field(1, gt=0, le=100, description="D updates per step")
+    g_steps: int = Field(1, gt=0, le=100, description="G updates per step: the first on the last D update's fakes, the rest on fresh noise (PacGAN's Stacked MNIST code: 2)")
     pack: int = Field(1, gt=0, description="PacGAN: D judges this many samples at once")
 
 
@@ -82,9 +85,9 @@ class OptimConfig(_Section):
 
 
 class TrainConfig(_Section):
-    batch_size: int = Field(64, gt=0, description="real images per D step (and fakes per G step)")
+    batch_size: int = Field(64, gt=0, le=2**20, description="real images per D step (and fakes per G step)")
     epochs: int = Field(5, gt=0, description="passes over the data, counted in D batches")
-    seed: int = Field(0, ge=0, description="seeds weights, noise and data order")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="seeds weights, noise and data order")
     deterministic: bool = Field(False, description="deterministic kernels: a resumed run equals an uninterrupted one bit for bit")
     precision: PrecisionName = Field(
         "fp32", description="fp32, bf16 (bf16 compute, fp32 master weights), bf16-mixed (autocast), fp16-mixed (CUDA); bf16 falls back to fp32 where it is slow"
@@ -109,8 +112,8 @@ MetricName = Literal[LOWER_IS_BETTER + HIGHER_IS_BETTER]
 
 class EvalConfig(_Section):
     every_epochs: int = Field(0, ge=0, description="evaluate every this many epochs during training (0: never); results go to metrics.jsonl")
-    num_samples: int = Field(10_000, gt=0, description="generated images per evaluation (2-D toys always use 2,500; stacked-mnist 26,000)")
-    num_real: int = Field(10_000, gt=0, description="real training images in the reference set (fewer if the data has fewer)")
+    num_samples: int = Field(10_000, gt=0, le=1_000_000, description="generated images per evaluation (2-D toys always use 2,500; stacked-mnist 26,000)")
+    num_real: int = Field(10_000, gt=0, le=1_000_000, description="real training images in the reference set (fewer if the data has fewer)")
     evaluator: str | None = Field(None, description="feature extractor: fashion-mnist, mnist, a .safetensors path or inception:PATH (docs/inception.md); None picks by dataset")
     best_metric: MetricName | None = Field(None, description="keep checkpoints/best.safetensors by this metric (needs every_epochs > 0)")
 
@@ -120,7 +123,7 @@ class WatchdogConfig(_Section):
     min_coverage: float = Field(0.5, ge=0, le=1, description="warn when fewer than this fraction of the modes (toys) or classes (images) is covered")
     min_diversity: float = Field(0.5, ge=0, le=1, description="images: warn when fake features spread less than this fraction of the real ones")
     patience: int = Field(2, gt=0, description="warn only after this many consecutive failed checks (early training looks collapsed too)")
-    num_samples: int = Field(1000, ge=100, description="images generated per check (2-D toys always use 2,500)")
+    num_samples: int = Field(1000, ge=100, le=100_000, description="images generated per check (2-D toys always use 2,500)")
 
 
 class Config(_Section):
@@ -168,11 +171,17 @@ def _format_error(err: ValidationError) -> str:
     if first["type"] == "extra_forbidden":
         section = _section_at(first["loc"][:-1])
         known = ", ".join(section.model_fields) if section else ""
-        return f"unknown config key '{key}'; known keys here: {known}"
+        return f"unknown config key {_echo(key)}; known keys here: {known}"
     msg = first["msg"].removeprefix("Value error, ")
     if not key:
         return f"bad config: {msg}"
-    return f"bad config value {key}={first.get('input')!r}: {msg}"
+    return f"bad config value {key}={_echo(first.get('input'))}: {msg}"
+
+
+def _echo(value: Any) -> str:
+    """A value as an error line may repeat it: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= MAX_ECHO else text[: MAX_ECHO - 3] + "..."
 
 
 def _section_at(loc: tuple) -> type[BaseModel] | None:
@@ -190,11 +199,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     """Split 'a.b=value' into (['a', 'b'], value) with the value read as YAML (so 1e-4, true, null work)."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"override {text!r} is not KEY=VALUE (for example train.epochs=3)")
+        raise ConfigError(f"override {_echo(text)} is not KEY=VALUE (for example train.epochs=3)")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = parse_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    _check_size(value, f"override {key.strip()}")
     return key.strip().split("."), value
 
 
@@ -205,7 +215,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         for part in path[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"override {text!r}: '{part}' is a value, not a section")
+                raise ConfigError(f"override {_echo(text)}: {_echo(part)} is a value, not a section")
             node = child
         node[path[-1]] = value
     return raw
@@ -230,14 +240,63 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     elif not path.is_file():
         raise ConfigError(f"config file {path} not found; give a YAML path or a preset name ({', '.join(preset_names())})")
     else:
-        text = path.read_text()
+        text = _read_text(path)
     try:
-        raw = yaml.safe_load(text) or {}
+        raw = parse_yaml(text) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+        raise ConfigError(f"config file {path} is not valid YAML: {str(err).splitlines()[0][:200]}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(raw).__name__}")
+    _check_size(raw, f"config file {path}")
     return raw
+
+
+def _read_text(path: Path) -> str:
+    try:
+        payload = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from None
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {payload[err.start]:#04x} at offset {err.start}); save it as UTF-8 YAML") from None
+
+
+class _DuplicateKey(yaml.YAMLError):
+    pass
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice in one mapping, where the last would silently win."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # keys merged in with << may be overridden: that is what merging is for
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, str) and key in seen:
+                raise _DuplicateKey(f"key '{key}' appears twice (line {key_node.start_mark.line + 1}); keep one")
+            seen.add(key if isinstance(key, str) else id(key_node))
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_StrictLoader)
+
+
+def _check_size(value: Any, where: str) -> None:
+    """Refuse a value that expands (through YAML aliases) to more than MAX_CONFIG_VALUES values; the walk stops there."""
+    pending, count = [value], 0
+    while pending:
+        item = pending.pop()
+        count += 1
+        if count > MAX_CONFIG_VALUES:
+            raise ConfigError(f"{where} expands to more than {MAX_CONFIG_VALUES} values (nested YAML aliases?); a gankit config is a few dozen")
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:

@@ -19,3 +19,7 @@ class CheckpointError(GankitError):
 
 class TrainingDiverged(GankitError):
     """A loss became NaN or Inf; the last good checkpoint is left in place."""
+
+
+class TrainingInterrupted(GankitError):
+    """Training was stopped by Ctrl-C after saving a checkpoint; the message says where."""

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +72,22 @@ def to_torchscript(generator: nn.Module, metadata: dict[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
+@contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence what the ONNX exporter says about itself (skipped torchvision ops, deprecations inside torch):
+    none of it concerns the user's generator, and it buried the one line that does."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def to_onnx(generator: nn.Module, metadata: dict[str, Any]) -> bytes:
     """Through torch.export (the dynamo exporter; the TorchScript-based one is deprecated), batch dynamic."""
     try:
@@ -76,7 +96,7 @@ def to_onnx(generator: nn.Module, metadata: dict[str, Any]) -> bytes:
         raise GankitError("ONNX export needs the export extra: pip install 'gankit[export]' (onnx, onnxscript, onnxruntime)") from None
     names = metadata["inputs"]
     batch = torch.export.Dim("batch")
-    with torch.no_grad():
+    with torch.no_grad(), _quiet_exporter():
         program = torch.onnx.export(
             generator,
             example_inputs(generator),

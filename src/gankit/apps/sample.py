@@ -9,8 +9,12 @@ standard normal the generator was trained on.
 from __future__ import annotations
 
 import io
+import math
+import os
+import resource
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor, nn
@@ -178,11 +182,59 @@ def write_pngs(samples: Tensor, directory: Path) -> list[Path]:
 
 
 def write_npz(samples: Tensor, labels: Tensor | None, path: Path) -> Path:
-    """Images as uint8 arrays in the npz loader's format, so samples can be trained on again."""
-    if samples.dim() != 4:
-        raise GankitError("--npz writes images; this generator makes 2-D points")
+    """Images as uint8 arrays in the npz loader's format, so samples can be trained on again;
+    2-D points as float32 array `points` (N, 2)."""
+    if samples.dim() == 2:
+        buffer = io.BytesIO()
+        np.savez(buffer, points=samples.numpy().astype(np.float32))
+        with atomic_write(path) as out:
+            out.write(buffer.getvalue())
+        return path
     save_npz(path, to_uint8_images(samples).transpose(0, 3, 1, 2), None if labels is None else labels.numpy())
     return path
+
+
+def check_output_paths(grid: str | None, out_dir: str | None, npz: str | None) -> None:
+    """Refuse output paths that cannot be written before any sample is drawn."""
+    for option, path in (("--grid", grid), ("--npz", npz)):
+        if path and (path.endswith(os.sep) or Path(path).is_dir()):
+            raise GankitError(f"{option} {path} is a folder; give a file name in it, e.g. {Path(path) / ('grid.png' if option == '--grid' else 'samples.npz')}")
+    if grid and Path(grid).suffix.lower() not in Image.registered_extensions():
+        raise GankitError(f"--grid {grid}: unknown image type {Path(grid).suffix or '(no extension)'}; end the name in .png")
+    if out_dir and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise GankitError(f"--out-dir {out_dir} is a file, not a folder; give a new or existing folder")
+
+
+def check_memory(n: int, sample_shape: list[int]) -> None:
+    """Refuse -n whose samples (held at once, in float32, and copied once) would not fit in free memory."""
+    needed = 8 * n * math.prod(sample_shape)
+    free = available_memory()
+    if needed > free:
+        raise GankitError(
+            f"-n {n} samples of shape {tuple(sample_shape)} need about {needed / 2**30:.1f} GiB of memory, but about {free / 2**30:.1f} GiB is free; "
+            "ask for fewer (several calls with different --seed give more)"
+        )
+
+
+def available_memory() -> int:
+    """Bytes this process can still allocate: the kernel's MemAvailable (free memory plus reclaimable cache),
+    or less under an address-space limit (ulimit -v)."""
+    free = _meminfo_available() or os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit == resource.RLIM_INFINITY:
+        return free
+    with open("/proc/self/statm") as statm:
+        used = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    return min(free, limit - used)
+
+
+def _meminfo_available() -> int | None:
+    try:
+        with open("/proc/meminfo") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 def _check_images(samples: Tensor, what: str) -> None:

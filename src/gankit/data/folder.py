@@ -12,6 +12,7 @@ image directly in the root makes the whole folder unlabelled. Hidden files and f
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ def image_paths(root: Path) -> list[Path]:
         raise DataError(f"image folder {root} does not exist; give folder:DIR with PNG or JPEG files inside")
     paths = sorted(
         path
-        for path in root.rglob("*")
+        for path in _files_under(root)
         if path.suffix.lower() in IMAGE_SUFFIXES
         and not any(part.startswith(".") for part in path.relative_to(root).parts)
         and path.is_file()
@@ -51,6 +52,15 @@ def image_paths(root: Path) -> list[Path]:
     if not paths:
         raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}; check the path")
     return paths
+
+
+def _files_under(root: Path) -> list[Path]:
+    """Every file below root; a folder that cannot be listed is an error naming it (rglob would skip it silently)."""
+
+    def unreadable(err: OSError) -> None:
+        raise DataError(f"cannot read image folder {err.filename}: {err.strerror}; fix its permissions (chmod -R a+rX)")
+
+    return [Path(folder, name) for folder, _, names in os.walk(root, onerror=unreadable) for name in names]
 
 
 def _classes(root: Path, paths: list[Path]) -> tuple[list[str] | None, np.ndarray | None]:

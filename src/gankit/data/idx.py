@@ -59,7 +59,11 @@ def parse_idx(payload: bytes, source: Path | str) -> np.ndarray:
         raise DataError(f"{source}: truncated: dimensions {shape} need {data_size} data bytes, the file has {actual}")
     if actual > data_size:
         raise DataError(f"{source}: {actual - data_size} unexpected trailing bytes after the {shape} data")
-    return np.frombuffer(payload, dtype=dtype, offset=header_size).reshape(shape).astype(dtype.newbyteorder("="))
+    try:
+        array = np.frombuffer(payload, dtype=dtype, offset=header_size).reshape(shape)
+    except ValueError:  # an empty array whose other dimensions are too large for numpy
+        raise DataError(f"{source}: dimensions {shape} describe no data that numpy can hold; not a usable IDX file") from None
+    return array.astype(dtype.newbyteorder("="))
 
 
 def read_bytes(path: Path | str) -> bytes:

@@ -60,13 +60,16 @@ CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 
 
 
 class HtmlReport(Callback):
-    """Writes the run's report.html when training ends."""
+    """Rewrites the run's report.html (atomically) after every epoch and when training ends, so a browser tab
+    refreshed during training shows the run so far."""
 
     def __init__(self, run_dir: Path):
         self.run_dir = run_dir
 
     def on_train_end(self, trainer: Trainer) -> None:
         write_report(self.run_dir)
+
+    on_epoch_end = on_train_end
 
 
 def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:

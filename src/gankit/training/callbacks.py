@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -92,18 +94,44 @@ class LossPlot(Callback):
 
 
 class ProgressBar(Callback):
-    """A bar with ETA and the latest losses; tqdm hides it when output is not a terminal."""
+    """A bar with ETA and the latest losses on a terminal. When stderr is not one (CI, nohup, a log file) tqdm
+    hides the bar, so with `enabled` None a one-line record is printed every `every_s` seconds instead."""
+
+    every_s = 30.0
 
     def __init__(self, enabled: bool | None = None):
         self.disable = None if enabled is None else not enabled
         self.bar: tqdm | None = None
+        self.lines = False
 
     def on_train_start(self, trainer: Trainer) -> None:
         self.bar = tqdm(total=trainer.end_step, initial=trainer.step, unit="step", disable=self.disable, dynamic_ncols=True)
+        self.lines = self.disable is None and not sys.stderr.isatty()
+        self.start = self.last_line = (time.monotonic(), trainer.step)
 
     def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
         self.bar.update(record["step"] - self.bar.n)
         self.bar.set_postfix(epoch=record["epoch"], d_loss=f"{record['d_loss']:.3f}", g_loss=f"{record['g_loss']:.3f}", refresh=False)
+        now = time.monotonic()
+        if self.lines and now - self.last_line[0] >= self.every_s:
+            self.last_line = (now, record["step"])
+            print(self._line(trainer, record, now), file=sys.stderr, flush=True)
+
+    def _line(self, trainer: Trainer, record: dict[str, Any], now: float) -> str:
+        started, first_step = self.start
+        done = record["step"] - first_step
+        eta = (trainer.end_step - record["step"]) * (now - started) / done if done else float("nan")
+        return (
+            f"gankit: step {record['step']}/{trainer.end_step}, epoch {record['epoch']}, {record['images_per_s']:.0f} images/s, "
+            f"d_loss {record['d_loss']:.3f}, g_loss {record['g_loss']:.3f}, ETA {_duration(eta)}"
+        )
 
     def on_train_end(self, trainer: Trainer) -> None:
         self.bar.close()
+
+
+def _duration(seconds: float) -> str:
+    if seconds != seconds:
+        return "unknown"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{secs:02d}s"

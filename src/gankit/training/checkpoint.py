@@ -26,6 +26,7 @@ STEP_FILE = re.compile(r"^step-(\d{8})\.safetensors$")
 BEST_NAME = "best.safetensors"
 STATE_KEY = "gankit_state"
 DIGEST_KEY = "gankit_sha256"
+EARLIER = "use an earlier checkpoint: --checkpoint STEP or PATH (train takes it with --resume RUN; `gankit info RUN` lists them)"
 
 
 def step_path(directory: Path, step: int) -> Path:
@@ -46,20 +47,24 @@ def remove_interrupted_writes(directory: Path) -> None:
             temp.unlink(missing_ok=True)
 
 
-def write_atomically(path: Path, payload: bytes) -> None:
-    """atomic_write for a finished payload, with a failure (full disk, no permission) as one clear line."""
+def write_atomically(path: Path, payload: bytes, kept: str | None = None) -> None:
+    """atomic_write for a finished payload, with a failure (full disk, no permission) as one clear line that ends
+    with `kept`, what is still intact (default: the previous version of the file, when there was one)."""
+    if kept is None:
+        kept = f"the previous {path.name} is untouched" if path.exists() else "no partial file was left"
     try:
         with atomic_write(path) as out:
             out.write(payload)
     except OSError as err:
-        raise CheckpointError(f"could not write {path}: {err.strerror or err}; the previous checkpoint is untouched") from None
+        raise CheckpointError(f"could not write {path}: {err.strerror or err}; {kept}") from None
 
 
 def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
     body = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
     state_json = json.dumps(state)
     metadata = {STATE_KEY: state_json, DIGEST_KEY: content_digest(body, state_json)}
-    write_atomically(path, save_safetensors(body, metadata=metadata))
+    kept = "the previous checkpoint is untouched" if list_checkpoints(path.parent) else "no checkpoint had been saved yet"
+    write_atomically(path, save_safetensors(body, metadata=metadata), kept)
 
 
 def content_digest(tensors: dict[str, torch.Tensor], text: str) -> str:
@@ -105,7 +110,7 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[dic
         raise CheckpointError(f"{path} is a pickle (torch.save) file, and unpickling runs whatever code its maker put in it; gankit checkpoints are safetensors")
     expected_size = _declared_size(payload)
     if expected_size is not None and len(payload) < expected_size:
-        raise CheckpointError(f"{path} is truncated ({len(payload)} of {expected_size} bytes); use an earlier checkpoint")
+        raise CheckpointError(f"{path} is truncated ({len(payload)} of {expected_size} bytes); {EARLIER}")
     try:
         tensors = load_safetensors(payload)
         metadata = read_metadata(payload)
@@ -114,7 +119,7 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[dic
     except (SafetensorError, KeyError, ValueError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path} is not a complete gankit checkpoint ({type(err).__name__}: {err}); it may be truncated or from another tool") from None
     if content_digest(tensors, state_json) != metadata.get(DIGEST_KEY):
-        raise CheckpointError(f"{path} fails its content hash: it was modified or corrupted after gankit wrote it; use an earlier checkpoint")
+        raise CheckpointError(f"{path} fails its content hash: it was modified or corrupted after gankit wrote it; {EARLIER}")
     return {name: t.to(device) for name, t in tensors.items()}, state
 
 

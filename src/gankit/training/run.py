@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from gankit.config import Config, apply_overrides, from_dict, load_config, read_yaml, to_yaml
+from gankit.config import Config, DataConfig, LossConfig, ModelConfig, OptimConfig, apply_overrides, from_dict, load_config, read_yaml, to_yaml
 from gankit.data import load_dataset
 from gankit.data.toy import toy_modes
-from gankit.errors import GankitError, TrainingDiverged
+from gankit.errors import CheckpointError, ConfigError, GankitError, TrainingDiverged
 from gankit.report.html import HtmlReport
 from gankit.report.tensorboard import TensorBoardLog
 from gankit.runs import RunPaths
@@ -37,46 +42,65 @@ def train(
     *,
     overrides: list[str] = (),
     resume: str | Path | None = None,
+    checkpoint: str | None = None,
     max_steps: int | None = None,
     device: str = "auto",
     progress: bool | None = None,
 ) -> RunResult:
     """Train from a config (object, YAML path or preset name), or continue the run in `resume`.
 
+    `checkpoint` (with `resume`: a step number or path) continues from an earlier checkpoint than the newest;
     `max_steps` stops after that many steps in all (the run can be resumed later);
     `progress` None shows a bar only on a terminal. Under torchrun every process calls this and
     trains its shard; rank 0 alone writes the run folder.
     """
     world, device = world_from_env(device)
     try:
-        return _train(config, out_dir, overrides, resume, max_steps, device, progress, world)
+        return _train(config, out_dir, overrides, resume, max_steps, device, progress, world, checkpoint)
     finally:
         leave(world)
 
 
-def _train(config, out_dir, overrides, resume, max_steps, device, progress, world: World) -> RunResult:
+def _train(config, out_dir, overrides, resume, max_steps, device, progress, world: World, checkpoint=None) -> RunResult:
     if world.size > 1 and resume is None and out_dir is None:
         raise GankitError("under torchrun give the run folder with --out DIR, so every process writes to the same one")
+    if checkpoint is not None and resume is None:
+        raise GankitError("--checkpoint picks where a resumed run continues from; give it with --resume RUN_DIR")
+    saved = None
     if resume is not None:
-        paths = RunPaths(Path(resume))
-        if not paths.config.is_file():
-            raise GankitError(f"{paths.root} is not a run folder (no config.yaml); give the folder a previous `gankit train` wrote")
-        config = from_dict(apply_overrides(read_yaml(paths.config), list(overrides)))
-        last = ckpt.resolve_checkpoint(paths.root, "last")
+        paths, saved, config = _resumed_config(Path(resume), overrides)
     else:
         if not isinstance(config, Config):
             config = load_config(config, overrides)
         paths = RunPaths(Path(out_dir) if out_dir else Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-        if ckpt.list_checkpoints(paths.checkpoints):
+    with _locked_run_folder(paths.root, world):
+        start = _resume_checkpoint(paths.root, checkpoint) if saved else None
+        if saved is None and ckpt.list_checkpoints(paths.checkpoints):
             raise GankitError(f"{paths.root} already holds a run; continue it with --resume {paths.root} or choose another --out")
-        last = None
-    if world.is_main:
-        _prepare_folder(paths, config)
-    world.barrier()
-    dataset = load_dataset(config.data, config.train.seed)
-    trainer = Trainer(config, dataset, resolve_device(device), world)
-    if last is not None:
-        trainer.restore(last)
+        dataset = load_dataset(config.data, config.train.seed)
+        trainer = Trainer(config, dataset, resolve_device(device), world)
+        if start is not None:
+            trainer.restore(start)
+            _apply_optimizer_changes(trainer, saved.optim)
+        if world.is_main:
+            _prepare_folder(paths, config, start)
+        world.barrier()
+        return _fit_run(trainer, paths, dataset, max_steps, progress)
+
+
+def _resumed_config(run_dir: Path, overrides: list[str]) -> tuple[RunPaths, Config, Config]:
+    """The run's paths, its saved config, and that config with the overrides applied (refused if they cannot apply)."""
+    paths = RunPaths(run_dir)
+    if not paths.config.is_file():
+        raise GankitError(f"{paths.root} is not a run folder (no config.yaml); give the folder a previous `gankit train` wrote")
+    saved = from_dict(read_yaml(paths.config))
+    config = from_dict(apply_overrides(read_yaml(paths.config), list(overrides)))
+    _refuse_fixed_changes(saved, config, paths.root)
+    return paths, saved, config
+
+
+def _fit_run(trainer: Trainer, paths: RunPaths, dataset, max_steps: int | None, progress: bool | None) -> RunResult:
+    config, world = trainer.config, trainer.world
     modes = toy_modes(config.data.dataset.removeprefix("toy:"))[0] if config.data.dataset.startswith("toy:") else None
     log = MetricsLog(paths.metrics)
     callbacks = [
@@ -98,16 +122,108 @@ def _train(config, out_dir, overrides, resume, max_steps, device, progress, worl
     return RunResult(paths.root, trainer.step, ckpt.resolve_checkpoint(paths.root), paths.samples / "final.png", paths.loss_plot)
 
 
-def _prepare_folder(paths: RunPaths, config: Config) -> None:
-    """Create the run folder, drop temp files of interrupted checkpoint writes, and save the resolved
-    config, failing early if the folder is not writable."""
+FIXED_ON_RESUME = (
+    *(f"model.{key}" for key in ModelConfig.model_fields),
+    *(f"loss.{key}" for key in LossConfig.model_fields),
+    *(f"data.{key}" for key in DataConfig.model_fields if key not in ("data_dir", "download")),
+    "optim.optimizer", "stabilizers.spectral_norm", "stabilizers.ema_decay", "stabilizers.pack", "train.batch_size",
+)
+
+
+def _refuse_fixed_changes(saved: Config, wanted: Config, run_dir: Path) -> None:
+    """A resumed run continues the checkpoint's models, data and optimizer kind; an override that would change
+    them cannot apply (the weights would not load, or would load into something else), so it is refused up front."""
+    before, after = saved.model_dump(mode="json"), wanted.model_dump(mode="json")
+    for key in FIXED_ON_RESUME:
+        section, name = key.split(".")
+        if before[section][name] != after[section][name]:
+            raise ConfigError(
+                f"{key} cannot change when resuming (the checkpoint was trained with {key}={before[section][name]}); "
+                f"start a new run instead: gankit train --config {run_dir}/config.yaml {key}={after[section][name]} --out NEW_DIR"
+            )
+
+
+def _apply_optimizer_changes(trainer: Trainer, saved: OptimConfig) -> None:
+    """Learning rates and betas given as overrides on --resume replace those restored from the checkpoint;
+    unchanged ones keep the checkpoint's (which may have been lowered by divergence rollbacks)."""
+    wanted = trainer.config.optim
+    for optimizer, key in ((trainer.opt_g, "lr_g"), (trainer.opt_d, "lr_d")):
+        if getattr(wanted, key) != getattr(saved, key):
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] = getattr(wanted, key)
+    if (wanted.beta1, wanted.beta2) != (saved.beta1, saved.beta2):
+        for group in (*trainer.opt_g.param_groups, *trainer.opt_d.param_groups):
+            group["betas"] = (wanted.beta1, wanted.beta2)
+
+
+def _resume_checkpoint(run_dir: Path, which: str | None) -> Path:
+    """The checkpoint a resume starts from: the newest, a step number, or a path."""
+    if which is not None and which.isdigit():
+        path = ckpt.step_path(run_dir / "checkpoints", int(which))
+        if not path.is_file():
+            steps = ", ".join(str(int(p.name[5:13])) for p in ckpt.list_checkpoints(run_dir / "checkpoints")) or "none"
+            raise CheckpointError(f"{run_dir} has no checkpoint of step {which}; its checkpoints are at steps: {steps}")
+        return path
+    return ckpt.resolve_checkpoint(run_dir, which or "last")
+
+
+@contextmanager
+def _locked_run_folder(root: Path, world: World) -> Iterator[None]:
+    """Hold an exclusive lock on the run folder while training, so a second `gankit train` (or a --resume) on it
+    stops instead of writing a second timeline beside the first. Folders made here and still empty when
+    training fails to start are removed again."""
+    if not world.is_main:
+        yield
+        return
+    made = [folder for folder in (root, *root.parents) if not folder.exists()]
     try:
-        for folder in (paths.root, paths.checkpoints, paths.samples):
+        root.mkdir(parents=True, exist_ok=True)
+        handle = os.open(root, os.O_RDONLY)
+    except OSError as err:
+        raise GankitError(f"cannot create run folder {root}: {err.strerror or err}; choose a writable --out") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise GankitError(f"{root} is in use by another `gankit train` (its folder is locked); wait for it to end or stop it, or choose another --out") from None
+        yield
+    except BaseException:
+        _remove_empty(made)
+        raise
+    finally:
+        os.close(handle)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def _prepare_folder(paths: RunPaths, config: Config, start: Path | None) -> None:
+    """Create the run's subfolders, drop temp files of interrupted checkpoint writes, set aside checkpoints newer
+    than the one a resume starts from, and save the resolved config, failing early if the folder is not writable."""
+    try:
+        for folder in (paths.checkpoints, paths.samples):
             folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise GankitError(f"cannot create run folder {paths.root}: {err.strerror or err}; choose a writable --out") from None
     ckpt.remove_interrupted_writes(paths.checkpoints)
+    if start is not None:
+        _set_aside_later_checkpoints(paths, start)
     ckpt.write_atomically(paths.config, to_yaml(config).encode())
+
+
+def _set_aside_later_checkpoints(paths: RunPaths, start: Path) -> None:
+    """Checkpoints after the one a resume starts from belong to the abandoned timeline: they move to
+    checkpoints/superseded/ (kept, never listed), so the resumed run's checkpoints are the newest again."""
+    later = [path for path in ckpt.list_checkpoints(paths.checkpoints) if path.name > start.name]
+    if later:
+        (paths.checkpoints / "superseded").mkdir(exist_ok=True)
+    for path in later:
+        path.replace(paths.checkpoints / "superseded" / path.name)
 
 
 def _fit_with_rollbacks(trainer: Trainer, paths: RunPaths, callbacks: list[Callback], max_steps: int | None, log: MetricsLog, fresh: Callable[[], Trainer]) -> Trainer:
@@ -118,7 +234,8 @@ def _fit_with_rollbacks(trainer: Trainer, paths: RunPaths, callbacks: list[Callb
     rollbacks = 0
     while True:
         try:
-            trainer.fit(paths.root, callbacks, max_steps)
+            with _checkpoint_on_interrupt(trainer):
+                trainer.fit(paths.root, callbacks, max_steps)
             return trainer
         except TrainingDiverged as err:
             if not settings.divergence_retries:
@@ -141,10 +258,30 @@ def _fit_with_rollbacks(trainer: Trainer, paths: RunPaths, callbacks: list[Callb
                 warn(message)
                 log.write({"step": trainer.step, "epoch": trainer.epoch, "warning": "divergence", "message": message, "rollback": rollbacks})
         except OSError as err:
+            kept = "the last checkpoint is intact" if ckpt.list_checkpoints(paths.checkpoints) else "no checkpoint had been saved yet"
             raise GankitError(
-                f"could not write {err.filename or paths.root}: {err.strerror or err}; the last checkpoint is intact: "
+                f"could not write {err.filename or paths.root}: {err.strerror or err}; {kept}: "
                 f"free space or fix permissions, then continue with --resume {paths.root}"
             ) from None
+
+
+@contextmanager
+def _checkpoint_on_interrupt(trainer: Trainer) -> Iterator[None]:
+    """While training in one process, Ctrl-C (SIGINT) asks the trainer to save a checkpoint after the current step
+    and stop; a second Ctrl-C interrupts at once."""
+    if trainer.world.size > 1 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def request_stop(signum, frame) -> None:
+        trainer.stop_requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, request_stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _roll_back(trainer: Trainer, paths: RunPaths, fresh: Callable[[], Trainer], lr_factor: float) -> Trainer:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from torch import Tensor, nn
 import gankit
 from gankit.config import Config, OptimConfig
 from gankit.data import Dataset, to_model_range
-from gankit.errors import CheckpointError, DataError, GankitError, TrainingDiverged
+from gankit.errors import CheckpointError, DataError, GankitError, TrainingDiverged, TrainingInterrupted
 from gankit.losses import build_objective
 from gankit.models import build_models
 from gankit.regularizers import add_instance_noise, clip_weights, gradient_penalty, instance_noise_std, r1_penalty
@@ -83,10 +84,10 @@ def lr_decay_factor(optim: OptimConfig, step: int, total_steps: int) -> float:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise GankitError("--device cuda was asked for but this torch build sees no CUDA device; use --device cpu or install the CUDA build (README)")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise GankitError(f"unknown device {name!r}; use cpu, cuda or auto")
+    if name not in ("cpu", "cuda") and not re.fullmatch(r"cuda:\d+", name):
+        raise GankitError(f"unknown device {name[:40]!r}; use cpu, cuda, cuda:N or auto")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise GankitError(f"--device {name} was asked for but this torch build sees no CUDA device; use --device cpu or install the CUDA build (README)")
     return torch.device(name)
 
 
@@ -112,6 +113,8 @@ class _Window:
 class Trainer:
     """The training state and loop. With a `world` of several ranks (torchrun), this process trains
     on its shard of every batch and gradients are averaged across ranks (training/distributed.py)."""
+
+    stop_requested = False  # set (by a SIGINT handler) to save a checkpoint after the current step and stop
 
     def __init__(self, config: Config, dataset: Dataset, device: torch.device, world: World = SINGLE):
         self.config = config
@@ -305,8 +308,10 @@ class Trainer:
             if epoch_done:
                 for callback in callbacks:
                     callback.on_epoch_end(self)
-            if save_due or finished:
-                self.save(run_dir / "checkpoints")
+            if save_due or finished or self.stop_requested:
+                saved = self.save(run_dir / "checkpoints")
+            if self.stop_requested:
+                raise TrainingInterrupted(f"interrupted at step {self.step}; saved {saved}; continue with: gankit train --resume {run_dir}")
         for callback in callbacks:
             callback.on_train_end(self)
 
