@@ -2,7 +2,7 @@
 score it with the project's RunEvaluator, aggregate seeds as mean +- std, print a markdown table.
 
 Nothing here re-implements training or metrics: `gankit.train`, `gankit.runs.load` and
-`gankit.apps.evaluate.RunEvaluator` do the work.
+`gankit.metrics.suite.RunEvaluator` do the work.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def run_one(job: Job) -> dict[str, Any]:
     import torch
 
     import gankit
-    from gankit.apps.evaluate import RunEvaluator
+    from gankit.metrics.suite import RunEvaluator
     from gankit.config import load_config
 
     if job.threads:

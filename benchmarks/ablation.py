@@ -54,7 +54,8 @@ from throughput import D_WIDTHS, G_WIDTHS, PRESETS, Z_DIM, PerItemImages, Textbo
 from gankit.config import load_config
 from gankit.data import Dataset, load_dataset, to_model_range
 from gankit.losses import build_objective
-from gankit.training.trainer import Callback, Trainer
+from gankit.training.hooks import Callback
+from gankit.training.trainer import Trainer
 
 # technique -> (on, off...): the first value is gankit's, the others what a textbook loop does instead.
 SWITCHES: dict[str, tuple[str, ...]] = {

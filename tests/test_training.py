@@ -10,6 +10,7 @@ from gankit.config import load_config
 from gankit.data import load_dataset, save_npz
 from gankit.data.toy import toy_modes
 from gankit.errors import GankitError, TrainingDiverged
+from gankit.files import is_pickle
 from gankit.losses import Objective
 from gankit.runs import load, open_checkpoint
 from gankit.training import checkpoint as ckpt
@@ -252,6 +253,6 @@ def test_safetensors_whose_header_length_looks_like_a_pickle_still_loads(tmp_pat
         pytest.fail("no padding gave a 0x80 0x03 start")
     path = tmp_path / "x.safetensors"
     path.write_bytes(payload)
-    assert not ckpt.is_pickle(path)
+    assert not is_pickle(path)
     torch.save({"x": torch.zeros(1)}, tmp_path / "x.pt")
-    assert ckpt.is_pickle(tmp_path / "x.pt")
+    assert is_pickle(tmp_path / "x.pt")

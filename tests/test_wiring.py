@@ -16,7 +16,8 @@ from torch import nn
 
 from gankit.config import load_config
 from gankit.data import load_dataset
-from gankit.training.trainer import Callback, Trainer
+from gankit.training.hooks import Callback
+from gankit.training.trainer import Trainer
 
 BATCH = 1024
 TOY = ["data.generated_samples=4096", f"train.batch_size={BATCH}", "model.width=32", "model.depth=2",

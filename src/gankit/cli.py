@@ -30,7 +30,8 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _sample(args: argparse.Namespace) -> None:
-    from gankit.apps.sample import class_labels, sample, write_grid, write_npz, write_pngs
+    from gankit.apps.sample import write_grid, write_npz, write_pngs
+    from gankit.models.sampling import class_labels, sample
     from gankit.runs import open_checkpoint
 
     if not (args.grid or args.out_dir or args.npz):
@@ -71,9 +72,9 @@ def _augment(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from gankit.apps.evaluate import RunEvaluator, format_table
+    from gankit.files import write_atomically
+    from gankit.metrics.suite import RunEvaluator, format_table
     from gankit.runs import open_checkpoint
-    from gankit.training.checkpoint import write_atomically
 
     loaded = open_checkpoint(args.run_dir, args.checkpoint, trust=args.trust)
     result = RunEvaluator(loaded.config, args.evaluator, trust=args.trust)(loaded.generator, num_samples=args.n, seed=args.seed)

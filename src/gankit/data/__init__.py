@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from gankit.config import DataConfig
 from gankit.data.folder import load_folder
 from gankit.data.idx import load_idx_folder, read_idx
+from gankit.data.images import fit_images, to_model_range
 from gankit.data.npz import load_npz, save_npz
 from gankit.data.sources import NAMED_DATASETS, load_named
 from gankit.data.stacked import stack_digits
@@ -37,8 +37,6 @@ __all__ = ["Dataset", "load_dataset", "read_idx", "save_npz", "to_model_range", 
 DATASET_FORMS = "mnist, fashion-mnist, idx:DIR, folder:DIR, npz:FILE, toy:ring8, toy:grid25, stacked-mnist[:SOURCE]"
 STACKED = "stacked-mnist"
 DEFAULT_FOLDER_SIZE = 64
-CHUNK = 4096
-LUMINANCE = (0.299, 0.587, 0.114)  # ITU-R 601, as PIL's RGB -> L
 
 
 @dataclass
@@ -119,49 +117,14 @@ def _load_whole(cfg: DataConfig, seed: int) -> Dataset:
     raise DataError(f"unknown dataset '{spec}'; use one of {DATASET_FORMS}")
 
 
-def to_model_range(batch: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels [0, 255] -> float32 [-1, 1] (the generator's tanh range); float input is taken as already scaled."""
-    if batch.dtype == torch.uint8:
-        return batch.float().div_(127.5).sub_(1.0)
-    if batch.is_floating_point():
-        return batch.float()
-    raise TypeError(f"to_model_range expects uint8 images or floats, got {batch.dtype}")
-
-
 def _image_dataset(
     images: np.ndarray, labels: np.ndarray | None, name: str, cfg: DataConfig, class_names: list[str] | None = None
 ) -> Dataset:
     if len(images) == 0:
         raise DataError(f"{name} holds no images")
     samples = torch.from_numpy(np.ascontiguousarray(images))
-    samples = _fit(samples.unsqueeze(1) if samples.ndim == 3 else samples, cfg.image_size, cfg.channels)
+    samples = fit_images(samples.unsqueeze(1) if samples.ndim == 3 else samples, cfg.image_size, cfg.channels)
     if labels is None:
         return Dataset(samples, None, None, name, class_names)
     num_classes = len(class_names) if class_names else int(labels.max()) + 1
     return Dataset(samples, torch.from_numpy(labels.astype(np.int64)), num_classes, name, class_names)
-
-
-def _fit(images: torch.Tensor, size: int | None, channels: int | None) -> torch.Tensor:
-    """Resize uint8 (N, C, H, W) to size x size and convert to the requested channel count."""
-    if size is not None and tuple(images.shape[-2:]) != (size, size):
-        images = torch.cat([_resize_square(chunk, size) for chunk in images.split(CHUNK)])
-    if channels == 3 and images.shape[1] == 1:
-        images = images.repeat(1, 3, 1, 1)
-    elif channels == 1 and images.shape[1] == 3:
-        weights = torch.tensor(LUMINANCE).view(1, 3, 1, 1)
-        images = torch.cat([_to_uint8((chunk * weights).sum(1, keepdim=True)) for chunk in images.split(CHUNK)])
-    return images
-
-
-def _resize_square(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Shorter side to size (antialiased bilinear), then the central size x size crop."""
-    height, width = images.shape[-2:]
-    scale = size / min(height, width)
-    new_height, new_width = max(size, round(height * scale)), max(size, round(width * scale))
-    resized = F.interpolate(images.float(), size=(new_height, new_width), mode="bilinear", antialias=True, align_corners=False)
-    top, left = (new_height - size) // 2, (new_width - size) // 2
-    return _to_uint8(resized[..., top : top + size, left : left + size])
-
-
-def _to_uint8(pixels: torch.Tensor) -> torch.Tensor:
-    return pixels.round().clamp_(0, 255).to(torch.uint8)

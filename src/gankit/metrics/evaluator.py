@@ -37,18 +37,17 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from gankit.config import DataConfig
-from gankit.data import Dataset, load_dataset, to_model_range
+from gankit.data import Dataset, load_dataset
+from gankit.data.images import to_model_range
 from gankit.data.idx import find_split_files
 from gankit.data.sources import NAMED_DATASETS
 from gankit.errors import CheckpointError, ConfigError, DataError
-from gankit.training.checkpoint import content_digest, read_metadata, write_atomically
+from gankit.files import UNREADABLE_SAFETENSORS, content_digest, read_safetensors, write_atomically
 
 IMAGE_SHAPE = (1, 28, 28)
 CHANNELS = (16, 32)
@@ -331,11 +330,11 @@ def _serialize(model: Evaluator, info: dict) -> bytes:
 def _parse(payload: bytes, path: Path) -> tuple[dict[str, Tensor], dict]:
     """Tensors and info of an evaluator file, refused unless they match the digest recorded with them."""
     try:
-        tensors = load_safetensors(payload)
-        record = json.loads(read_metadata(payload)[METADATA_KEY])
+        tensors, metadata = read_safetensors(payload)
+        record = json.loads(metadata[METADATA_KEY])
         info, digest = record["info"], record["digest"]
         intact = _digest(tensors, info) == digest
-    except (SafetensorError, KeyError, TypeError, ValueError) as err:
+    except UNREADABLE_SAFETENSORS as err:
         raise CheckpointError(f"{path} is not a gankit evaluator file ({type(err).__name__}: {err}); it may be damaged or from another tool") from None
     if not intact:
         raise CheckpointError(f"{path}: weights or metadata differ from what was recorded at training time; the file is damaged or was edited")

@@ -18,10 +18,8 @@ from typing import Any
 import yaml
 
 from gankit.errors import GankitError
-from gankit.files import atomic_write
+from gankit.files import RunPaths, atomic_write
 from gankit.report.plots import read_metrics
-from gankit.runs import RunPaths
-from gankit.training.trainer import Callback, Trainer
 
 REPORT_NAME = "report.html"
 MAX_CURVE_POINTS = 1000  # longer series are thinned evenly; a browser gains nothing from more
@@ -57,16 +55,6 @@ slider.addEventListener("input", () => {
 """
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
-
-
-class HtmlReport(Callback):
-    """Writes the run's report.html when training ends."""
-
-    def __init__(self, run_dir: Path):
-        self.run_dir = run_dir
-
-    def on_train_end(self, trainer: Trainer) -> None:
-        write_report(self.run_dir)
 
 
 def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:

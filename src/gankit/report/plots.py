@@ -14,11 +14,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-
-def to_uint8_images(samples: torch.Tensor) -> np.ndarray:
-    """(N, C, H, W) in [-1, 1] -> (N, H, W, C) uint8, the layout image files and npz use."""
-    pixels = ((samples.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return pixels.permute(0, 2, 3, 1).numpy()
+from gankit.data.images import to_uint8_images  # noqa: E402
 
 
 def image_grid(samples: torch.Tensor, columns: int | None = None, padding: int = 2) -> Image.Image:

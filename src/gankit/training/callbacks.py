@@ -1,4 +1,5 @@
-"""The run folder's outputs, written on the trainer's schedule: metrics.jsonl, sample grids, plots, progress."""
+"""The run folder's outputs, written on the trainer's schedule: metrics.jsonl, evaluations, sample grids,
+plots, progress, report.html and TensorBoard events (the writers live in report/; these time them)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,15 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from gankit.apps.evaluate import RunEvaluator
 from gankit.config import LOWER_IS_BETTER
+from gankit.files import write_atomically
+from gankit.metrics.suite import RunEvaluator
+from gankit.report.html import write_report
 from gankit.report.plots import plot_losses, read_metrics, save_samples
-from gankit.training.checkpoint import load_checkpoint, write_atomically
-from gankit.training.trainer import Callback, Trainer
+from gankit.report.tensorboard import TensorBoardWriter
+from gankit.training.checkpoint import load_checkpoint
+from gankit.training.hooks import Callback
+from gankit.training.trainer import Trainer
 
 
 class MetricsLog(Callback):
@@ -107,3 +112,38 @@ class ProgressBar(Callback):
 
     def on_train_end(self, trainer: Trainer) -> None:
         self.bar.close()
+
+
+class HtmlReport(Callback):
+    """Writes the run's report.html when training ends."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        write_report(self.run_dir)
+
+
+class TensorBoardLog(Callback):
+    """Each log line at once; after every epoch, the evaluations and warnings other callbacks wrote to
+    metrics.jsonl since the last look, and the fixed-noise grid."""
+
+    def __init__(self, log_dir: Path, metrics_path: Path):
+        self.writer = TensorBoardWriter(log_dir)
+        self.metrics_path = metrics_path
+        self.lines_seen = 0
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self.lines_seen = len(read_metrics(self.metrics_path))  # a resumed run: those are in TensorBoard already
+
+    def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        self.writer.train_record(record)
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        records = read_metrics(self.metrics_path)
+        self.writer.other_records(records[self.lines_seen :])
+        self.lines_seen = len(records)
+        self.writer.samples(trainer.fixed_samples(), trainer.step)
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        self.writer.close()

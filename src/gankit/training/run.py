@@ -11,14 +11,13 @@ from gankit.config import Config, apply_overrides, from_dict, load_config, read_
 from gankit.data import load_dataset
 from gankit.data.toy import toy_modes
 from gankit.errors import GankitError, TrainingDiverged
-from gankit.report.html import HtmlReport
-from gankit.report.tensorboard import TensorBoardLog
-from gankit.runs import RunPaths
+from gankit.files import RunPaths, write_atomically
+from gankit.metrics.suite import RunEvaluator
 from gankit.training import checkpoint as ckpt
-from gankit.apps.evaluate import RunEvaluator
+from gankit.training.callbacks import Evaluation, HtmlReport, LossPlot, MetricsLog, ProgressBar, SampleGrids, TensorBoardLog
 from gankit.training.distributed import World, leave, world_from_env
-from gankit.training.callbacks import Evaluation, LossPlot, MetricsLog, ProgressBar, SampleGrids
-from gankit.training.trainer import Callback, Trainer, resolve_device
+from gankit.training.hooks import Callback
+from gankit.training.trainer import Trainer, resolve_device
 from gankit.training.watchdog import warn, watchdog_callbacks
 
 
@@ -107,7 +106,7 @@ def _prepare_folder(paths: RunPaths, config: Config) -> None:
     except OSError as err:
         raise GankitError(f"cannot create run folder {paths.root}: {err.strerror or err}; choose a writable --out") from None
     ckpt.remove_interrupted_writes(paths.checkpoints)
-    ckpt.write_atomically(paths.config, to_yaml(config).encode())
+    write_atomically(paths.config, to_yaml(config).encode())
 
 
 def _fit_with_rollbacks(trainer: Trainer, paths: RunPaths, callbacks: list[Callback], max_steps: int | None, log: MetricsLog, fresh: Callable[[], Trainer]) -> Trainer:

@@ -27,8 +27,10 @@ from gankit.errors import TrainingDiverged
 from gankit.metrics.evaluator import Evaluator, evaluator_for_dataset, load_evaluator
 from gankit.metrics.features import extract
 from gankit.metrics.toy import high_quality_histogram, histogram_metrics
+from gankit.models.sampling import cycled_labels, eval_mode
 from gankit.training.callbacks import MetricsLog
-from gankit.training.trainer import Callback, Trainer
+from gankit.training.hooks import Callback
+from gankit.training.trainer import Trainer
 
 EVALUATOR_SHAPE = (1, 28, 28)
 COVERED_SHARE = 0.25  # a mode or class counts as covered with at least a quarter of its uniform share of the fakes
@@ -103,11 +105,8 @@ class ImageProbe:
         sampler = trainer.sampler
         rng = torch.Generator(trainer.device).manual_seed(self.seed)
         z = torch.randn(self.num_samples, sampler.z_dim, device=trainer.device, generator=rng)
-        labels = torch.arange(self.num_samples, device=trainer.device) % sampler.num_classes if sampler.num_classes else None
-        was_training = sampler.training
-        sampler.eval()
-        fakes = sampler(z, labels)
-        sampler.train(was_training)
+        with eval_mode(sampler):
+            fakes = sampler(z, cycled_labels(self.num_samples, sampler.num_classes, trainer.device))
         features, logits = extract(self.evaluator, fakes)
         num_classes = logits.shape[1]
         counts = torch.bincount(logits.argmax(1), minlength=num_classes)

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gankit.apps.sample import sample
+from gankit.models.sampling import sample
 from gankit.config import Config
 from gankit.data import load_dataset
 from gankit.data.toy import toy_modes
