@@ -32,7 +32,7 @@ import json
 import shlex
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -42,10 +42,9 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from gankit.config import DataConfig
-from gankit.data import Dataset, load_dataset
+from gankit.data import Dataset, Structure, describe, load_dataset
+from gankit.data.forms import has_test_split
 from gankit.data.images import to_model_range
-from gankit.data.idx import find_split_files
-from gankit.data.sources import NAMED_DATASETS
 from gankit.errors import CheckpointError, ConfigError, DataError
 from gankit.files import UNREADABLE_SAFETENSORS, content_digest, read_safetensors, write_atomically
 
@@ -146,19 +145,14 @@ class Split:
     description: str
 
 
-def evaluator_for_dataset(dataset_spec: str) -> str | None:
-    """The shipped evaluator that fits a dataset spec, or None.
+def evaluator_for(structure: Structure) -> str | None:
+    """The shipped evaluator that reads a dataset's images (by their family), or None."""
+    return structure.family if structure.kind == "images" and structure.family in SHIPPED_SHA256 else None
 
-    Named datasets map to themselves; an idx: folder whose name contains "mnist" maps to
-    "fashion-mnist" when the name also contains "fashion", else to "mnist". Nothing else maps.
-    """
-    if dataset_spec in SHIPPED_SHA256:
-        return dataset_spec
-    kind, _, target = dataset_spec.partition(":")
-    folder = Path(target).name.lower()
-    if kind != "idx" or "mnist" not in folder:
-        return None
-    return "fashion-mnist" if "fashion" in folder else "mnist"
+
+def evaluator_for_dataset(dataset_spec: str) -> str | None:
+    """The shipped evaluator that fits a data.dataset value, or None (see data.forms for the families)."""
+    return evaluator_for(describe(dataset_spec))
 
 
 def load_evaluator(name: str, device: str | torch.device = "cpu") -> tuple[Evaluator, EvaluatorInfo]:
@@ -186,7 +180,7 @@ def load_evaluator(name: str, device: str | torch.device = "cpu") -> tuple[Evalu
 def evaluation_split(dataset: str, data_dir: str | None = None) -> Split:
     """Load a labelled 1x28x28 source and split it as the module docstring says."""
     train = _load_labelled(dataset, "train", data_dir)
-    if _has_test_split(dataset):
+    if has_test_split(dataset):
         held_out = _load_labelled(dataset, "test", data_dir)
         return Split(train, held_out, f"{dataset} test split ({len(held_out)} images)")
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(HOLDOUT_SEED))
@@ -299,21 +293,8 @@ def _load_labelled(dataset: str, split: str, data_dir: str | None) -> Dataset:
     return data
 
 
-def _has_test_split(dataset: str) -> bool:
-    kind, _, target = dataset.partition(":")
-    if dataset in NAMED_DATASETS:
-        return True
-    if kind != "idx":
-        return False
-    try:
-        find_split_files(Path(target).expanduser(), "test")
-    except DataError:
-        return False
-    return True
-
-
 def _subset(data: Dataset, index: Tensor) -> Dataset:
-    return Dataset(data.samples[index], data.labels[index], data.num_classes, data.name, data.class_names)
+    return replace(data, samples=data.samples[index], labels=data.labels[index])
 
 
 def _train_command(dataset: str, out: Path, epochs: int, seed: int, data_dir: str | None) -> str:

@@ -14,21 +14,20 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gankit.models.sampling import sample
 from gankit.config import Config
-from gankit.data import load_dataset
-from gankit.data.toy import toy_modes
+from gankit.data import describe, load_dataset
+from gankit.data.dataset import POINTS_EVALUATION_SIZE
 from gankit.errors import GankitError
-from gankit.metrics.evaluator import IMAGE_SHAPE, evaluator_for_dataset, load_evaluator
+from gankit.metrics.evaluator import IMAGE_SHAPE, evaluator_for, load_evaluator
 from gankit.metrics.features import extract
 from gankit.metrics.image import evaluate_features
 from gankit.metrics.inception import EXTRACT_BATCH as INCEPTION_BATCH
 from gankit.metrics.inception import INPUT_SIZE, NUM_FEATURES, load_inception
 from gankit.metrics.stacked import stacked_mnist_modes
 from gankit.metrics.toy import toy_metrics
+from gankit.models.sampling import sample
 
-TOY_SAMPLES = 2_500  # the mode-collapse literature's evaluation sizes
-STACKED_SAMPLES = 26_000
+STACKED_SAMPLES = 26_000  # the Stacked MNIST literature's evaluation size
 REAL_SUBSET_SEED = 0
 INCEPTION_PREFIX = "inception:"
 CLASS_METRICS = ("is_mean", "is_std", "is_real_mean", "class_kl", "classes_covered")  # what needs a dataset classifier
@@ -49,12 +48,13 @@ class RunEvaluator:
         self.config = config
         self.say = say
         spec = config.data.dataset
+        self.structure = describe(spec)
         choice = evaluator or config.eval.evaluator
         self.about: dict[str, Any] = {}
-        if spec.startswith("toy:"):
+        if self.structure.kind == "points":
             self.kind = "toy"
             _refuse_inception(choice, "2-D toys are scored against their known modes")
-            self.modes, self.std = toy_modes(spec.removeprefix("toy:"))
+            self.modes, self.std = self.structure.modes.centers, self.structure.modes.std
             self.about |= {
                 "feature_extractor": "none (2-D points against the mixture's known modes)",
                 "weights_sha256": "none",
@@ -62,13 +62,13 @@ class RunEvaluator:
                 "real_split": "none: the mixture's modes and std are known exactly",
             }
             return
-        self.kind = "stacked" if spec.startswith("stacked-mnist") else "image"
+        self.kind = "stacked" if self.structure.kind == "stacked" else "image"
         if self.kind == "stacked":
             _refuse_inception(choice, "Stacked MNIST is scored by counting digit triples with the MNIST classifier")
         if self.kind == "image" and choice and choice.startswith(INCEPTION_PREFIX):
             self._use_inception(choice.removeprefix(INCEPTION_PREFIX), trust)
         else:
-            name = "mnist" if self.kind == "stacked" else choice or evaluator_for_dataset(spec)
+            name = self.structure.family if self.kind == "stacked" else choice or evaluator_for(self.structure)
             if name is None:
                 raise GankitError(f"no shipped evaluator fits dataset {spec}; pass --evaluator fashion-mnist|mnist|PATH.safetensors|inception:PATH (see `gankit evaluator train`)")
             self.evaluator, info = load_evaluator(name)
@@ -93,7 +93,7 @@ class RunEvaluator:
             "weights_sha256": info.sha256,
             "weights_origin": info.describe_origin(),
         }
-        name = evaluator_for_dataset(self.config.data.dataset)
+        name = evaluator_for(self.structure)
         if name is None:
             self.evaluator = None
             self.about["class_metrics"] = "omitted (IS, class_kl, classes_covered): no dataset classifier fits this data; collapse_suspected uses recall only"
@@ -113,7 +113,7 @@ class RunEvaluator:
         """{"metrics": {...}, plus what they were computed with: extractor, hashes, counts, seconds}."""
         start = time.perf_counter()
         if self.kind == "toy":
-            fakes, _ = sample(generator, TOY_SAMPLES, seed=seed)
+            fakes, _ = sample(generator, POINTS_EVALUATION_SIZE, seed=seed)
             metrics = toy_metrics(fakes, self.modes, self.std)
         elif self.kind == "stacked":
             fakes, _ = sample(generator, STACKED_SAMPLES, seed=seed)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from gankit.config import Config, apply_overrides, from_dict, load_config, read_yaml, to_yaml
 from gankit.data import load_dataset
-from gankit.data.toy import toy_modes
 from gankit.errors import GankitError, TrainingDiverged
 from gankit.files import RunPaths, write_atomically
 from gankit.metrics.suite import RunEvaluator
@@ -76,7 +75,7 @@ def _train(config, out_dir, overrides, resume, max_steps, device, progress, worl
     trainer = Trainer(config, dataset, resolve_device(device), world)
     if last is not None:
         trainer.restore(last)
-    modes = toy_modes(config.data.dataset.removeprefix("toy:"))[0] if config.data.dataset.startswith("toy:") else None
+    modes = dataset.structure.modes.centers if dataset.structure.modes else None
     log = MetricsLog(paths.metrics)
     callbacks = [
         log,

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from gankit._version import __version__
 from gankit.config import Config, OptimConfig
 from gankit.data import Dataset, to_model_range
+from gankit.data.dataset import POINTS_EVALUATION_SIZE
 from gankit.errors import CheckpointError, DataError, GankitError, TrainingDiverged
 from gankit.files import RunPaths
 from gankit.losses import build_objective
@@ -33,7 +34,6 @@ from gankit.training.hooks import Callback
 from gankit.training.precision import NetworkUpdate, autocast, compute_dtype, effective_precision
 
 STAT_NAMES = ("d_loss", "g_loss", "d_real", "d_fake")
-TOY_SAMPLE_COUNT = 2500  # the mode-collapse literature's evaluation size
 
 
 def build_optimizer(params, lr: float, config: Config) -> torch.optim.Optimizer:
@@ -244,7 +244,7 @@ class Trainer:
         return to_model_range(self.data.samples[indices]), labels
 
     def _fixed_inputs(self) -> tuple[Tensor, Tensor | None]:
-        count = TOY_SAMPLE_COUNT if len(self.data.sample_shape) == 1 else self.config.train.sample_grid
+        count = POINTS_EVALUATION_SIZE if self.data.structure.kind == "points" else self.config.train.sample_grid
         rng = torch.Generator(self.device).manual_seed(self.config.train.seed + 2)
         z = torch.randn(count, self.G.z_dim, device=self.device, generator=rng)
         return z, cycled_labels(count, self.G.num_classes, self.device)

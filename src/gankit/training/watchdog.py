@@ -21,10 +21,9 @@ from torch import Tensor
 from tqdm import tqdm
 
 from gankit.config import Config, WatchdogConfig
-from gankit.data import Dataset
-from gankit.data.toy import toy_modes
+from gankit.data import Dataset, Modes
 from gankit.errors import TrainingDiverged
-from gankit.metrics.evaluator import Evaluator, evaluator_for_dataset, load_evaluator
+from gankit.metrics.evaluator import IMAGE_SHAPE, Evaluator, evaluator_for, load_evaluator
 from gankit.metrics.features import extract
 from gankit.metrics.toy import high_quality_histogram, histogram_metrics
 from gankit.models.sampling import cycled_labels, eval_mode
@@ -32,7 +31,6 @@ from gankit.training.callbacks import MetricsLog
 from gankit.training.hooks import Callback
 from gankit.training.trainer import Trainer
 
-EVALUATOR_SHAPE = (1, 28, 28)
 COVERED_SHARE = 0.25  # a mode or class counts as covered with at least a quarter of its uniform share of the fakes
 PROBE_SEED_OFFSET = 3  # the probe's noise: train.seed + 3, apart from the trainer's streams (+1, +2)
 REMEDIES = (
@@ -69,8 +67,8 @@ class ToyProbe:
     some mode (within 3 std): collapse piles them onto a few modes, while a generator that is
     still blurry early in training keeps them spread over all."""
 
-    def __init__(self, dataset_spec: str):
-        self.centers, self.std = toy_modes(dataset_spec.removeprefix("toy:"))
+    def __init__(self, modes: Modes):
+        self.centers, self.std = modes.centers, modes.std
 
     def __call__(self, trainer: Trainer) -> dict[str, Any]:
         samples = trainer.fixed_samples()
@@ -172,11 +170,11 @@ def watchdog_callbacks(config: Config, data: Dataset, log: MetricsLog) -> tuple[
     if not settings.every_epochs:
         return before, []
     spec = config.data.dataset
-    if spec.startswith("toy:"):
-        probe: ToyProbe | ImageProbe = ToyProbe(spec)
+    if data.structure.modes is not None:
+        probe: ToyProbe | ImageProbe = ToyProbe(data.structure.modes)
     else:
-        name = config.eval.evaluator or evaluator_for_dataset(spec)
-        if name is None or data.sample_shape != EVALUATOR_SHAPE:
+        name = config.eval.evaluator or evaluator_for(data.structure)
+        if name is None or data.sample_shape != IMAGE_SHAPE:
             warn(f"no evaluator reads {spec} ({'x'.join(map(str, data.sample_shape))} samples); the mode-collapse watchdog is off for this run")
             return before, []
         probe = ImageProbe(load_evaluator(name)[0], data, settings.num_samples, config.train.seed + PROBE_SEED_OFFSET)
