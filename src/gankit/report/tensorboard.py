@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from gankit.errors import ConfigError
+from gankit.records import fields, kind_of
 from gankit.report.plots import image_grid
 
 
@@ -24,14 +25,14 @@ class TensorBoardWriter:
         self.writer = SummaryWriter(str(log_dir))
 
     def train_record(self, record: dict[str, Any]) -> None:
-        self._scalars("train", record, record["step"])
+        self._scalars("train", fields(record), record["step"])
 
     def other_records(self, records: list[dict[str, Any]]) -> None:
         """Evaluations and warnings, as other callbacks wrote them to metrics.jsonl."""
         for record in records:
-            if "eval" in record:
+            if kind_of(record) == "eval":
                 self._scalars("eval", record["eval"], record["step"])
-            if "warning" in record:
+            if kind_of(record) in ("warning", "note"):
                 self.writer.add_text(f"warning/{record['warning']}", record["message"], record["step"])
 
     def samples(self, samples: torch.Tensor, step: int) -> None:
@@ -46,5 +47,5 @@ class TensorBoardWriter:
 
     def _scalars(self, section: str, values: dict[str, Any], step: int) -> None:
         for name, value in values.items():
-            if name not in ("step", "epoch") and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
                 self.writer.add_scalar(f"{section}/{name}", value, step)

@@ -3,7 +3,6 @@ plots, progress, report.html and TensorBoard events (the writers live in report/
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,8 @@ from gankit.config import LOWER_IS_BETTER
 from gankit.files import write_atomically
 from gankit.metrics.suite import RunEvaluator
 from gankit.report.html import write_report
-from gankit.report.plots import plot_losses, read_metrics, save_samples
+from gankit.records import append_record, eval_record, fields, read_records, to_line, train_record
+from gankit.report.plots import plot_losses, save_samples
 from gankit.report.tensorboard import TensorBoardWriter
 from gankit.training.checkpoint import load_checkpoint
 from gankit.training.hooks import Callback
@@ -28,15 +28,15 @@ class MetricsLog(Callback):
         self.path = path
 
     def on_train_start(self, trainer: Trainer) -> None:
-        kept = [r for r in read_metrics(self.path) if r["step"] <= trainer.step]
-        write_atomically(self.path, "".join(json.dumps(r) + "\n" for r in kept).encode())
+        kept = [r for r in read_records(self.path) if r["step"] <= trainer.step]
+        write_atomically(self.path, "".join(map(to_line, kept)).encode())
 
     def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
-        self.write(record)
+        self.write(train_record(record["step"], record["epoch"], fields(record)))
 
     def write(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        """Append one record made by gankit.records."""
+        append_record(self.path, record)
 
 
 class Evaluation(Callback):
@@ -58,7 +58,7 @@ class Evaluation(Callback):
         if trainer.epoch % settings.every_epochs:
             return
         result = self.evaluate(trainer.sampler, seed=trainer.config.train.seed)
-        self.log.write({"step": trainer.step, "epoch": trainer.epoch, "eval": result["metrics"], "seconds": result["seconds"]})
+        self.log.write(eval_record(trainer.step, trainer.epoch, result["metrics"], result["seconds"]))
         metric = settings.best_metric
         if metric is None:
             return
@@ -134,13 +134,13 @@ class TensorBoardLog(Callback):
         self.lines_seen = 0
 
     def on_train_start(self, trainer: Trainer) -> None:
-        self.lines_seen = len(read_metrics(self.metrics_path))  # a resumed run: those are in TensorBoard already
+        self.lines_seen = len(read_records(self.metrics_path))  # a resumed run: those are in TensorBoard already
 
     def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
         self.writer.train_record(record)
 
     def on_epoch_end(self, trainer: Trainer) -> None:
-        records = read_metrics(self.metrics_path)
+        records = read_records(self.metrics_path)
         self.writer.other_records(records[self.lines_seen :])
         self.lines_seen = len(records)
         self.writer.samples(trainer.fixed_samples(), trainer.step)

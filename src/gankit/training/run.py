@@ -12,6 +12,7 @@ from gankit.data import load_dataset
 from gankit.errors import GankitError, TrainingDiverged
 from gankit.files import RunPaths, write_atomically
 from gankit.metrics.suite import RunEvaluator
+from gankit.records import warning_record
 from gankit.training import checkpoint as ckpt
 from gankit.training.callbacks import Evaluation, HtmlReport, LossPlot, MetricsLog, ProgressBar, SampleGrids, TensorBoardLog
 from gankit.training.distributed import World, leave, world_from_env
@@ -137,7 +138,7 @@ def _fit_with_rollbacks(trainer: Trainer, paths: RunPaths, callbacks: list[Callb
             )
             if trainer.world.is_main:  # every rank rolls back alike; one reports it
                 warn(message)
-                log.write({"step": trainer.step, "epoch": trainer.epoch, "warning": "divergence", "message": message, "rollback": rollbacks})
+                log.write(warning_record(trainer.step, trainer.epoch, "divergence", message, rollback=rollbacks))
         except OSError as err:
             raise GankitError(
                 f"could not write {err.filename or paths.root}: {err.strerror or err}; the last checkpoint is intact: "

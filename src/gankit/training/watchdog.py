@@ -27,6 +27,7 @@ from gankit.metrics.evaluator import IMAGE_SHAPE, Evaluator, evaluator_for, load
 from gankit.metrics.features import extract
 from gankit.metrics.toy import high_quality_histogram, histogram_metrics
 from gankit.models.sampling import cycled_labels, eval_mode
+from gankit.records import RECOVERED_SUFFIX, note_record, warning_record
 from gankit.training.callbacks import MetricsLog
 from gankit.training.hooks import Callback
 from gankit.training.trainer import Trainer
@@ -147,7 +148,7 @@ class ModeCollapseWatchdog(Callback):
         self.failed_checks = self.failed_checks + 1 if too_narrow else 0
         where = f"at step {trainer.step} (epoch {trainer.epoch}): {self.probe.describe(numbers)}"
         if warned and not too_narrow:
-            self._announce(trainer, "note", "mode-collapse-recovered", f"mode coverage recovered {where}", numbers)
+            self._announce(trainer, "note", f"mode-collapse{RECOVERED_SUFFIX}", f"mode coverage recovered {where}", numbers)
         elif self.failed_checks == settings.patience:
             message = (
                 f"mode collapse suspected {where}, "
@@ -157,10 +158,11 @@ class ModeCollapseWatchdog(Callback):
             )
             self._announce(trainer, "warning", "mode-collapse", message, numbers)
 
-    def _announce(self, trainer: Trainer, label: str, kind: str, message: str, numbers: dict[str, Any]) -> None:
+    def _announce(self, trainer: Trainer, label: str, event: str, message: str, numbers: dict[str, Any]) -> None:
         """One stderr line ("gankit: LABEL: ...") and the same message, with the numbers, in metrics.jsonl."""
         warn(message, label)
-        self.log.write({"step": trainer.step, "epoch": trainer.epoch, "warning": kind, "message": message, **numbers})
+        record = note_record if label == "note" else warning_record
+        self.log.write(record(trainer.step, trainer.epoch, event, message, **numbers))
 
 
 def watchdog_callbacks(config: Config, data: Dataset, log: MetricsLog) -> tuple[list[Callback], list[Callback]]:
