@@ -28,7 +28,8 @@ def test_version_less_lines_of_earlier_files_keep_their_kinds(tmp_path):
     ]
     path = tmp_path / "metrics.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in old))
-    path.open("a").write(records.to_line(records.train_record(4, 2, {"d_loss": 0.6})))
+    with path.open("a") as handle:
+        handle.write(records.to_line(records.train_record(4, 2, {"d_loss": 0.6})))
     read = records.read_records(path)
     assert [records.kind_of(r) for r in read] == ["train", "eval", "warning", "note", "train"]
     assert [r["step"] for r in records.of_kind(read, "train")] == [2, 4]

@@ -86,7 +86,7 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _evaluator_train(args: argparse.Namespace) -> None:
-    from gankit.metrics.evaluator import train_evaluator
+    from gankit.metrics.evaluator_training import train_evaluator
 
     train_evaluator(args.dataset, Path(args.out), epochs=args.epochs, seed=args.seed, data_dir=args.data_dir)
 

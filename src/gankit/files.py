@@ -9,7 +9,6 @@ import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -23,31 +22,16 @@ PICKLE_MAGICS = (b"\x80", b"PK\x03\x04")  # a pickle (protocol 2+), a torch.save
 UNREADABLE_SAFETENSORS = (SafetensorError, KeyError, TypeError, ValueError)  # what a damaged or foreign file raises here
 
 
-@dataclass(frozen=True)
 class RunPaths:
     """A run is a folder: config.yaml, checkpoints/, samples/, metrics.jsonl, loss.png (and report.html, eval.json)."""
 
-    root: Path
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.yaml"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def samples(self) -> Path:
-        return self.root / "samples"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.jsonl"
-
-    @property
-    def loss_plot(self) -> Path:
-        return self.root / "loss.png"
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.config = self.root / "config.yaml"
+        self.checkpoints = self.root / "checkpoints"
+        self.samples = self.root / "samples"
+        self.metrics = self.root / "metrics.jsonl"
+        self.loss_plot = self.root / "loss.png"
 
 
 @contextmanager
