@@ -1,4 +1,4 @@
-"""Speed techniques measured one at a time (issue 7: "measure each; keep what wins").
+"""Speed techniques measured one at a time ("measure each; keep what wins").
 
 Each part prints a markdown table; --out writes all figures as JSON.
 
