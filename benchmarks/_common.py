@@ -31,6 +31,26 @@ from gankit.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
+MATMUL_FLAG_MARKS = ("avx", "amx", "fma", "f16c", "bf16")  # the CPU flags that decide matrix-product speed
+
+
+def machine_description(device: Any) -> dict[str, Any]:
+    """What a figure was measured on, read from the machine (never assumed): CPU model, core count
+    and its matrix-relevant flags as the kernel reports them, torch's kernel level, and the GPU."""
+    import os
+    import platform
+
+    import torch
+
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    fields = dict(line.split(":", 1) for line in cpuinfo.splitlines() if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    flags = [flag for flag in fields.get("flags", "").split() if any(mark in flag for mark in MATMUL_FLAG_MARKS)]
+    about = {"cpu": fields.get("model name", platform.processor() or platform.machine()), "cpu_count": os.cpu_count(),
+             "cpu_matmul_flags": flags, "torch": torch.__version__, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    if getattr(device, "type", device) == "cuda":
+        about |= {"gpu": torch.cuda.get_device_name(device), "cuda": torch.version.cuda}
+    return about
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,13 @@
 """Lower precisions: penalties stay correct under autocast, bf16 master weights stay float32, and
 bf16 falls back to fp32 where it would be slower."""
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
+
+from gankit.apps.evaluate import RunEvaluator
 
 from gankit.config import load_config
 from gankit.data import load_dataset
@@ -13,7 +18,7 @@ from gankit.training import precision
 from gankit.training.checkpoint import load_checkpoint
 from gankit.training.precision import autocast, effective_precision
 from gankit.training.run import train
-from gankit.training.trainer import Trainer
+from gankit.training.trainer import Trainer, use_deterministic_algorithms
 
 TOY = ["data.dataset=toy:ring8", "data.generated_samples=512", "model.name=mlp-toy", "model.z_dim=2", "model.width=32",
        "train.batch_size=32", "train.epochs=2"]
@@ -100,3 +105,88 @@ def test_bf16_run_resumes_exactly(bf16_is_fast, tmp_path):
     got, _ = load_checkpoint(resumed.checkpoint)
     assert state["precision"] == "bf16"
     assert [k for k in expected if not torch.equal(expected[k], got[k])] == []
+
+
+FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
+needs_fashion = pytest.mark.skipif(not FASHION.exists(), reason="Fashion-MNIST not installed (apt-get install -y dataset-fashion-mnist)")
+SMALL_DCGAN = ["data.per_class=64", "model.width=8", "train.batch_size=32", "train.log_every=1000"]
+
+
+def small_trainer(precision_name: str, overrides=()) -> Trainer:
+    config = load_config("configs/fast-fashion.yaml", [*SMALL_DCGAN, f"train.precision={precision_name}", "train.precision_fallback=false", *overrides])
+    return Trainer(config, load_dataset(config.data), torch.device("cpu"))
+
+
+def batchnorm_buffers(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [b for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d) for b in (m.running_mean, m.running_var)]
+
+
+@needs_fashion
+@pytest.mark.parametrize("name", ["bf16", "bf16-mixed"])
+def test_bf16_keeps_batchnorm_running_statistics_as_fp32_does(name):
+    """The statistics that eval-mode sampling uses must follow training (they were reset to their
+    initial values after every bf16 step, so `gankit sample` drew grey blobs)."""
+    runs = {}
+    for precision_name in ("fp32", name):
+        trainer = small_trainer(precision_name)
+        for _ in range(20):
+            trainer.train_step()
+        trainer.update_g.sync_master_buffers()
+        runs[precision_name] = batchnorm_buffers(trainer.G) + batchnorm_buffers(trainer.ema.shadow)
+    for exact, reduced in zip(runs["fp32"], runs[name]):
+        assert reduced.dtype == torch.float32
+        assert torch.allclose(reduced, exact, rtol=0.1, atol=0.02), (reduced[:4], exact[:4])
+    variances = runs[name][1::2]
+    assert all(not torch.allclose(v, torch.ones_like(v)) for v in variances)  # moved away from their initial 1
+
+
+def test_bf16_compute_copy_keeps_float32_islands():
+    config = load_config("configs/reference-fashion.yaml", ["train.precision=bf16", "train.precision_fallback=false"])
+    generator, discriminator = build_models(config.model, config.stabilizers, (1, 28, 28), None)
+    update_d = precision.NetworkUpdate(discriminator, torch.optim.Adam(discriminator.parameters()), "bf16", torch.device("cpu"))
+    update_g = precision.NetworkUpdate(generator, torch.optim.Adam(generator.parameters()), "bf16", torch.device("cpu"))
+    assert next(update_d.compute.head.parameters()).dtype == torch.bfloat16
+    with torch.no_grad():
+        update_d.compute.head.weight.zero_()
+        update_d.compute.head.bias.fill_(7.0)  # D(x) = sigmoid(7) = 0.99909, which bfloat16 rounds to exactly 1
+        scores = update_d(torch.zeros(4, 1, 28, 28))
+        fakes = update_g(torch.randn(4, 100))
+    assert scores.dtype == torch.float32 and torch.allclose(scores, torch.full((4,), torch.sigmoid(torch.tensor(7.0)).item()))
+    assert fakes.dtype == torch.float32  # Tanh computed in float32
+    dcgan = small_trainer("bf16").update_g.compute
+    norms = [m for m in dcgan.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(p.dtype == torch.float32 for m in norms for p in [*m.parameters(), m.running_mean, m.running_var])
+
+
+def test_deterministic_mode_on_cuda_sets_the_cublas_workspace_first(monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    try:
+        use_deterministic_algorithms(True, torch.device("cpu"))
+        assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+        use_deterministic_algorithms(True, torch.device("cuda"))  # sets the environment only: no CUDA call is made
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
+@needs_fashion
+@pytest.mark.slow
+@pytest.mark.parametrize("preset, steps", [("fast-fashion", 500), ("reference-fashion", 900)])
+def test_bf16_samples_score_like_fp32_on_fashion_mnist(preset, steps):
+    """A short real training from one seed in each precision, scored as `gankit eval` scores it
+    (the shipped evaluator's FID of eval-mode samples)."""
+    fids = {}
+    for name in ("fp32", "bf16", "bf16-mixed"):
+        config = load_config(preset, [f"train.precision={name}", "train.precision_fallback=false", "train.log_every=1000",
+                                      "eval.num_samples=2000", "eval.num_real=2000"])
+        trainer = Trainer(config, load_dataset(config.data), torch.device("cpu"))
+        score = RunEvaluator(config, say=lambda line: None)
+        if name == "fp32":
+            fids["untrained"] = score(trainer.sampler)["metrics"]["fid"]
+        for _ in range(steps):
+            trainer.train_step()
+        trainer.update_g.sync_master_buffers()
+        fids[name] = score(trainer.sampler)["metrics"]["fid"]
+    assert fids["fp32"] < fids["untrained"] / 2, fids
+    assert fids["bf16"] < 1.25 * fids["fp32"], fids
+    assert fids["bf16-mixed"] < 1.25 * fids["fp32"], fids

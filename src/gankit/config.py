@@ -91,6 +91,9 @@ class TrainConfig(_Section):
     precision: PrecisionName = Field(
         "fp32", description="fp32, bf16 (bf16 compute, fp32 master weights), bf16-mixed (autocast), fp16-mixed (CUDA); bf16 falls back to fp32 where it is slow"
     )
+    precision_fallback: bool = Field(
+        True, description="bf16/bf16-mixed: train in fp32 where bf16 matrix products are not faster (measured at start); false keeps bf16, e.g. to check its numerics"
+    )
     tensorboard: bool = Field(False, description="also log scalars and sample grids to RUN/tensorboard (needs the tensorboard extra)")
     log_every: int = Field(50, gt=0, description="steps between metrics.jsonl lines (and host syncs)")
     checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints; 0: at the end of each epoch")

@@ -3,13 +3,23 @@
 - `fp32`: plain float32.
 - `bf16-mixed`: autocast to bfloat16 (CPU and GPU); weights, gradients and Adam stay float32.
 - `bf16`: float32 master weights in the optimizer, a bfloat16 copy of each network for the forward
-  and backward passes, re-copied after every optimizer step. No per-layer casts inside the step,
-  which is what makes it faster than autocast at small batches on CPUs with bf16 matrix units.
+  and backward passes, re-copied after every optimizer step. No per-layer casts inside the step
+  beyond the float32 islands below, which is what makes it faster than autocast at small batches
+  on CPUs with bf16 matrix units.
 - `fp16-mixed`: autocast to float16 with a gradient scaler (CUDA only).
 
+Float32 islands, in the spirit of torch.autocast's float32 op list, under both bf16 modes:
+normalization layers keep float32 weights and running statistics (a bfloat16 running average
+stops moving once momentum * (batch stat - running stat) is below half its 8-bit mantissa's
+step, and sampling in eval mode reads those statistics), and Sigmoid/Tanh compute and return
+float32 (a bfloat16 Sigmoid rounds every probability above 0.998 to exactly 1, and the gradient
+1 - y^2 of a bfloat16 Tanh near +-1 is mostly rounding). Inputs enter each network in float32
+and are rounded at its door, so z, instance noise and penalty interpolations are float32.
+
 `bf16` and `bf16-mixed` fall back to fp32 (with a warning) where bfloat16 matrix products are
-not faster than float32 ones: a CPU without AVX512-BF16/AMX emulates them at a fraction of the
-fp32 rate.
+not faster than float32 ones, as measured at start: a CPU without AVX512-BF16/AMX emulates them at
+a fraction of the fp32 rate, and even a CPU with AVX512-BF16 can run torch's bf16 products slower
+than its fp32 ones (docs/speed.md has both kinds).
 """
 
 from __future__ import annotations
@@ -28,40 +38,69 @@ from gankit.errors import ConfigError
 from gankit.training.distributed import SINGLE, World, average_gradients
 
 MIN_BF16_SPEEDUP = 1.2  # below this, bf16's rounding is not worth it
+PROBE_PRODUCTS = 4  # per timed repeat: enough work that a GPU's launch latency does not decide
 
 
 @functools.cache
 def bf16_speedup(device_type: str) -> float:
-    """How much faster a bf16 matrix product of a typical layer shape runs than an fp32 one here."""
-    if device_type == "cuda":
-        return 2.0 if torch.cuda.is_bf16_supported() else 0.0
+    """How much faster a bf16 matrix product of a typical layer shape runs than an fp32 one on this
+    device (CPU or the current CUDA device), measured."""
+    device = torch.device(device_type)
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return 0.0
     rates = {}
     for dtype in (torch.float32, torch.bfloat16):
-        a, b = torch.randn(128, 1024, dtype=dtype), torch.randn(1024, 1024, dtype=dtype)
+        a = torch.randn(128, 1024, dtype=dtype, device=device)
+        b = torch.randn(1024, 1024, dtype=dtype, device=device)
         a @ b
         best = float("inf")
         for _ in range(5):
+            _synchronize(device)
             start = time.perf_counter()
-            a @ b
+            for _ in range(PROBE_PRODUCTS):
+                a @ b
+            _synchronize(device)
             best = min(best, time.perf_counter() - start)
         rates[dtype] = 1 / best
     return rates[torch.bfloat16] / rates[torch.float32]
 
 
-def effective_precision(requested: PrecisionName, device: torch.device) -> PrecisionName:
-    """The precision that will actually run: `requested`, or fp32 where bf16 would be slower."""
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def effective_precision(requested: PrecisionName, device: torch.device, fallback: bool = True) -> PrecisionName:
+    """The precision that will actually run: `requested`, or fp32 where bf16 would be slower (unless `fallback` is off)."""
     if requested == "fp16-mixed" and device.type != "cuda":
         raise ConfigError("train.precision=fp16-mixed needs a CUDA device; on CPU use bf16 or fp32")
-    if requested in ("bf16", "bf16-mixed"):
+    if requested in ("bf16", "bf16-mixed") and fallback:
         speedup = bf16_speedup(device.type)
         if speedup < MIN_BF16_SPEEDUP:
             warnings.warn(
-                f"train.precision={requested}: bfloat16 matrix products run {speedup:.2f}x the float32 rate on this {device.type} "
-                "(no AVX512-BF16/AMX); training in fp32 instead",
+                f"train.precision={requested}: bfloat16 matrix products run {speedup:.2f}x the float32 rate on this {device.type}; "
+                "training in fp32 instead (train.precision_fallback=false keeps bf16)",
                 stacklevel=2,
             )
             return "fp32"
     return requested
+
+
+NORMALIZATIONS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+SATURATING_OUTPUTS = (nn.Sigmoid, nn.Tanh)
+
+
+def keep_float32_islands(network: nn.Module) -> None:
+    """Make the layers on the float32 list run in float32 inside a bfloat16 (or autocast) network."""
+    for module in network.modules():
+        if isinstance(module, NORMALIZATIONS):
+            module.float()  # bf16 inputs are fine: the CPU and CUDA kernels take mixed types
+        elif isinstance(module, SATURATING_OUTPUTS):
+            module.register_forward_pre_hook(_inputs_to_float32)
+
+
+def _inputs_to_float32(module: nn.Module, inputs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    return tuple(x.float() for x in inputs)
 
 
 class NetworkUpdate:
@@ -73,7 +112,14 @@ class NetworkUpdate:
         self.optimizer = optimizer
         self.world = world
         self.compute = copy.deepcopy(master).to(torch.bfloat16) if precision == "bf16" else master
+        self.input_dtype = compute_dtype(precision)
+        if precision in ("bf16", "bf16-mixed"):
+            keep_float32_islands(self.compute)
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16-mixed" else None
+
+    def __call__(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        """The compute copy's forward; float inputs are rounded to its dtype here, at the door."""
+        return self.compute(x.to(self.input_dtype), labels)
 
     @property
     def loss_scale(self) -> float:
@@ -104,14 +150,18 @@ class NetworkUpdate:
         self.sync_compute()
 
     @torch.no_grad()
-    def sync_compute(self) -> None:
-        """Copy the master weights into the compute copy (after a step, a restore or weight clipping)."""
+    def sync_compute(self, buffers: bool = False) -> None:
+        """Copy the master weights into the compute copy. After a step or weight clipping, weights
+        only: while training, the compute copy owns the buffers (BatchNorm's running statistics,
+        spectral norm's power-iteration vectors), and copying them back would reset them every
+        step. After a restore, `buffers=True`."""
         if self.compute is self.master:
             return
         for compute_param, master_param in zip(self.compute.parameters(), self.master.parameters()):
             compute_param.copy_(master_param)
-        for compute_buffer, master_buffer in zip(self.compute.buffers(), self.master.buffers()):
-            compute_buffer.copy_(master_buffer)
+        if buffers:
+            for compute_buffer, master_buffer in zip(self.compute.buffers(), self.master.buffers()):
+                compute_buffer.copy_(master_buffer)
 
     @torch.no_grad()
     def sync_master_buffers(self) -> None:

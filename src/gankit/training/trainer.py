@@ -9,6 +9,7 @@ a function of (seed, epoch), so a resumed run continues exactly where it stopped
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,9 +32,10 @@ from gankit.training import checkpoint as ckpt
 from gankit.training.distributed import SINGLE, World, average, broadcast_module
 from gankit.training.ema import EMA
 from gankit.training.hooks import Callback
-from gankit.training.precision import NetworkUpdate, autocast, compute_dtype, effective_precision
+from gankit.training.precision import NetworkUpdate, autocast, effective_precision
 
 STAT_NAMES = ("d_loss", "g_loss", "d_real", "d_fake")
+CUBLAS_DETERMINISTIC_WORKSPACE = ":4096:8"  # one of the two settings NVIDIA documents as reproducible
 
 
 def build_optimizer(params, lr: float, config: Config) -> torch.optim.Optimizer:
@@ -69,6 +71,15 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def use_deterministic_algorithms(enabled: bool, device: torch.device) -> None:
+    """torch's deterministic mode. On CUDA, cuBLAS is deterministic only with a fixed workspace,
+    which it reads from the environment when its first handle is made (torch raises otherwise), so
+    it is set here, before the trainer's first matrix product on the device."""
+    if enabled and device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_DETERMINISTIC_WORKSPACE)
+    torch.use_deterministic_algorithms(enabled)
+
+
 @dataclass
 class _Window:
     """Running sums since the last log line, kept on the device so no step waits for the host."""
@@ -94,7 +105,7 @@ class Trainer:
                 + (f" in packs of {stab.pack}" if stab.pack > 1 else "")
             )
         self.local_batch = train.batch_size // world.size
-        torch.use_deterministic_algorithms(train.deterministic)
+        use_deterministic_algorithms(train.deterministic, device)
         torch.manual_seed(train.seed)
         self.data = dataset.to(device)
         self.batches_per_epoch = len(dataset) // train.batch_size
@@ -107,7 +118,7 @@ class Trainer:
         self.objective = build_objective(config.loss.name, self.D.score_space, stab.label_smoothing)
         self.opt_g = build_optimizer(self.G.parameters(), config.optim.lr_g, config)
         self.opt_d = build_optimizer(self.D.parameters(), config.optim.lr_d, config)
-        self.precision = effective_precision(train.precision, device)
+        self.precision = effective_precision(train.precision, device, train.precision_fallback)
         self.update_g = NetworkUpdate(self.G, self.opt_g, self.precision, device, world)
         self.update_d = NetworkUpdate(self.D, self.opt_d, self.precision, device, world)
         # Real and fake go through D as one batch unless batch statistics would mix them.
@@ -176,14 +187,14 @@ class Trainer:
 
         def critic(x: Tensor) -> Tensor:
             with autocast(self.precision, self.device):
-                return self.update_d.compute(x, labels).float()
+                return self.update_d(x, labels).float()
 
         return critic
 
     def _d_step(self, real: Tensor, fake: Tensor, labels: Tensor | None, batch_index: int) -> tuple[Tensor, Tensor, Tensor]:
         stab = self.config.stabilizers
         std = self._noise_std()
-        real_in = add_instance_noise(real.to(compute_dtype(self.precision)), std, self.perturb)
+        real_in = add_instance_noise(real, std, self.perturb)
         fake_in = add_instance_noise(fake, std, self.perturb)
         critic = self._critic(labels)
         if self.joint_d_pass:
@@ -218,12 +229,12 @@ class Trainer:
     def _generate(self, count: int, labels: Tensor | None) -> Tensor:
         """`count` fakes from fresh noise under the step's precision (with G's graph unless grad is off)."""
         with autocast(self.precision, self.device):
-            return self.update_g.compute(self._sample_z(count), labels)
+            return self.update_g(self._sample_z(count), labels)
 
     def _sample_z(self, count: int) -> Tensor:
         """z for this rank: its slice of what one process would draw for the whole batch."""
         z = torch.randn(count * self.world.size, self.G.z_dim, device=self.device, generator=self.noise)
-        return z[self.world.rank * count : (self.world.rank + 1) * count].to(compute_dtype(self.precision))
+        return z[self.world.rank * count : (self.world.rank + 1) * count]
 
     def _seed_rank_streams(self) -> None:
         """Under torchrun, dropout and perturbations differ by rank and continue from the step."""
@@ -358,8 +369,8 @@ class Trainer:
                 group.setdefault("base_lr", group["lr"])  # checkpoints written before the decay schedule existed
         except (RuntimeError, KeyError, ValueError) as err:
             raise CheckpointError(f"{path} does not fit the configured models: {str(err).splitlines()[0]}") from None
-        self.update_g.sync_compute()
-        self.update_d.sync_compute()
+        self.update_g.sync_compute(buffers=True)
+        self.update_d.sync_compute(buffers=True)
         torch.set_rng_state(tensors["rng.torch"].cpu())
         self.noise.set_state(tensors["rng.noise"].cpu())
         if "rng.cuda" in tensors and self.device.type == "cuda":
