@@ -1,8 +1,9 @@
 """Shared helpers for the benchmark scripts: train one config (overrides + seed) in a run folder,
-score it with the project's RunEvaluator, aggregate seeds as mean +- std, print a markdown table.
+score it with the project's RunEvaluator, aggregate seeds as mean +- std, print a markdown table;
+and the loops the speed benchmarks time (the textbook reference GAN, gankit's Trainer stepped).
 
 Nothing here re-implements training or metrics: `gankit.train`, `gankit.runs.load` and
-`gankit.apps.evaluate.RunEvaluator` do the work.
+`gankit.metrics.suite.RunEvaluator` do the work.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import platform
 import shutil
 import statistics
 import sys
@@ -21,6 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from gankit.config import load_config
+from gankit.training.trainer import Trainer
+
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
 MATMUL_FLAG_MARKS = ("avx", "amx", "fma", "f16c", "bf16")  # the CPU flags that decide matrix-product speed
@@ -29,11 +39,6 @@ MATMUL_FLAG_MARKS = ("avx", "amx", "fma", "f16c", "bf16")  # the CPU flags that 
 def machine_description(device: Any) -> dict[str, Any]:
     """What a figure was measured on, read from the machine (never assumed): CPU model, core count
     and its matrix-relevant flags as the kernel reports them, torch's kernel level, and the GPU."""
-    import os
-    import platform
-
-    import torch
-
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     fields = dict(line.split(":", 1) for line in cpuinfo.splitlines() if ":" in line)
     fields = {key.strip(): value.strip() for key, value in fields.items()}
@@ -68,11 +73,8 @@ class Job:
 
 def run_one(job: Job) -> dict[str, Any]:
     """Train `job.row` with `job.seed` and evaluate the final (EMA when there is one) generator."""
-    import torch
-
     import gankit
-    from gankit.apps.evaluate import RunEvaluator
-    from gankit.config import load_config
+    from gankit.metrics.suite import RunEvaluator
 
     if job.threads:
         torch.set_num_threads(job.threads)
@@ -278,3 +280,99 @@ def main_loop(args: argparse.Namespace, rows: list[Row], metrics: list[str], ext
     if args.out:
         print(f"\nraw results: {args.out}")
     return results
+
+
+# --- the loops the speed benchmarks (throughput.py, ablation.py) time ------------------------------
+Z_DIM = 100
+G_WIDTHS = (Z_DIM, 256, 512, 1024, 784)
+D_WIDTHS = (784, 1024, 512, 256, 1)
+PRESETS = {"reference": "reference-fashion", "dcgan": "dcgan-fashion"}
+
+
+class PerItemImages(Dataset):
+    """The textbook Dataset: one image at a time, scaled to [-1, 1] in __getitem__."""
+
+    def __init__(self, images: torch.Tensor):
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.images[index].float().div(127.5).sub(1).view(-1)
+
+
+def mlp(widths: tuple[int, ...], last: nn.Module) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for index, (width_in, width_out) in enumerate(zip(widths, widths[1:])):
+        layers += [nn.Linear(width_in, width_out), last if index == len(widths) - 2 else nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class TextbookGAN:
+    """The loop of a typical GAN tutorial: per-item Dataset + shuffling DataLoader, a D step on a real
+    and a separate fake forward with BCELoss on Sigmoid outputs, then a G step; Adam 2e-4 (0.5, 0.999)."""
+
+    def __init__(self, images: torch.Tensor, batch_size: int, device: torch.device, seed: int = 0):
+        torch.manual_seed(seed)
+        self.device = device
+        self.batch_size = batch_size
+        self.generator = mlp(G_WIDTHS, nn.Tanh()).to(device)
+        self.discriminator = mlp(D_WIDTHS, nn.Sigmoid()).to(device)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        self.bce = nn.BCELoss()
+        self.loader = DataLoader(PerItemImages(images), batch_size=batch_size, shuffle=True, drop_last=True)
+        self.batches = iter(self.loader)
+        self.ones = torch.ones(batch_size, 1, device=device)
+        self.zeros = torch.zeros(batch_size, 1, device=device)
+
+    def run(self, steps: int) -> int:
+        """Train `steps` steps; returns the images consumed."""
+        for _ in range(steps):
+            try:
+                real = next(self.batches)
+            except StopIteration:
+                self.batches = iter(self.loader)
+                real = next(self.batches)
+            real = real.to(self.device)
+            fake = self.generator(torch.randn(self.batch_size, Z_DIM, device=self.device))
+            d_loss = self.bce(self.discriminator(real), self.ones) + self.bce(self.discriminator(fake.detach()), self.zeros)
+            self.opt_d.zero_grad()
+            d_loss.backward()
+            self.opt_d.step()
+            g_loss = self.bce(self.discriminator(fake), self.ones)
+            self.opt_g.zero_grad()
+            g_loss.backward()
+            self.opt_g.step()
+        synchronize(self.device)
+        return steps * self.batch_size
+
+
+def make_trainer(config_path: str, dataset, batch_size: int, device: torch.device, overrides: list[str] = ()) -> Trainer:
+    """gankit's trainer on a preset at `batch_size`, logging too rarely to matter."""
+    return Trainer(load_config(config_path, [f"train.batch_size={batch_size}", "train.log_every=1000000", *overrides]), dataset, device)
+
+
+def trainer_steps(trainer: Trainer) -> Callable[[int], int]:
+    """run(steps) -> images: `steps` training steps of `trainer`, finished on the device."""
+
+    def run(steps: int) -> int:
+        for _ in range(steps):
+            trainer.train_step()
+        synchronize(trainer.device)
+        return steps * trainer.config.train.batch_size
+
+    return run
+
+
+def gankit_loop(config_path: str, dataset, batch_size: int, precision: str, device: torch.device) -> tuple[Callable[[int], int], str]:
+    """gankit's trainer stepping on the preset in `precision` (no fall-back: the figure is that precision's
+    speed here, even where a training run would fall back); returns run(steps) -> images and the precision that ran."""
+    trainer = make_trainer(config_path, dataset, batch_size, device, [f"train.precision={precision}", "train.precision_fallback=false"])
+    return trainer_steps(trainer), trainer.precision

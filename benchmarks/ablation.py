@@ -1,10 +1,11 @@
-"""Speed techniques measured one at a time (issue 7: "measure each; keep what wins").
+"""Speed techniques measured one at a time ("measure each; keep what wins").
 
 Each part prints a markdown table; --out writes all figures as JSON.
 
 - `techniques`: a lean training loop for the reference MLP pair (G 100-256-512-1024-784, D
   784-1024-512-256-1, batch --batch-size, Adam 2e-4 (0.5, 0.999)) whose techniques are switches
-  (SWITCHES below). All on is gankit's step; each variant turns ONE technique off. The textbook
+  (SWITCHES below). All on is gankit's step (tests/test_benchmarks.py pins it to the Trainer's
+  weights after a step); each variant turns ONE technique off. The textbook
   loop and gankit's Trainer (the reference preset as shipped, whose D ends in Sigmoid, and the
   same with model.d_output=logits) run in the same rounds, as checks.
 - `threads`: the all-on loop with torch.set_num_threads(1) against (2), switched in one process
@@ -49,12 +50,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from throughput import D_WIDTHS, G_WIDTHS, PRESETS, Z_DIM, PerItemImages, TextbookGAN, gankit_loop, make_trainer, mlp, trainer_steps
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gankit.config import load_config
-from gankit.data import Dataset, load_dataset, to_model_range
-from gankit.losses import build_objective
-from gankit.training.trainer import Callback, Trainer
+from _common import D_WIDTHS, G_WIDTHS, PRESETS, Z_DIM, PerItemImages, TextbookGAN, gankit_loop, make_trainer, mlp, trainer_steps  # noqa: E402
+
+from gankit.config import load_config  # noqa: E402
+from gankit.data import Dataset, load_dataset, to_model_range  # noqa: E402
+from gankit.losses import build_objective  # noqa: E402
+from gankit.training.hooks import Callback  # noqa: E402
+from gankit.training.trainer import Trainer  # noqa: E402
 
 # technique -> (on, off...): the first value is gankit's, the others what a textbook loop does instead.
 SWITCHES: dict[str, tuple[str, ...]] = {

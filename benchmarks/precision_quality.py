@@ -27,7 +27,7 @@ import torch
 
 from _common import machine_description
 
-from gankit.apps.evaluate import RunEvaluator
+from gankit.metrics.suite import RunEvaluator
 from gankit.config import load_config
 from gankit.data import load_dataset
 from gankit.training.precision import bf16_speedup

@@ -6,10 +6,11 @@ trainer in each --precisions entry (median of --repeats timed windows after warm
 the FLOPs one step needs (from the layer shapes), the GEMM rate at those shapes (fp32 and bf16),
 and the fraction of the bound reached. Part 2 (--sweep): images/s and peak memory of the
 reference and DCGAN presets for each batch size, each measured in a fresh process so its peak
-memory is its own.
+memory is its own. Part 3 (--profile N): where gankit's step spends its time, a torch.profiler
+table over N steps of the first --precisions entry, with the matrix products' and Adam's shares.
 
     python benchmarks/throughput.py [--device cpu|cuda] [--batch-size 64] [--precisions fp32 bf16 bf16-mixed]
-                                    [--sweep 64 256 1024] [--threads N] [--out benchmarks/results/throughput.json]
+                                    [--sweep 64 256 1024] [--profile 100] [--threads N] [--out benchmarks/results/throughput-MACHINE.json]
 """
 
 from __future__ import annotations
@@ -25,109 +26,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.profiler import ProfilerActivity
+from torch.profiler import profile as torch_profile
 
-from _common import machine_description
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gankit.config import load_config
-from gankit.data import load_dataset
-from gankit.training.trainer import Trainer
+from _common import D_WIDTHS, G_WIDTHS, PRESETS, TextbookGAN, gankit_loop, machine_description, synchronize  # noqa: E402
 
-Z_DIM = 100
-G_WIDTHS = (Z_DIM, 256, 512, 1024, 784)
-D_WIDTHS = (784, 1024, 512, 256, 1)
-PRESETS = {"reference": "reference-fashion", "dcgan": "dcgan-fashion"}
-
-
-class PerItemImages(Dataset):
-    """The textbook Dataset: one image at a time, scaled to [-1, 1] in __getitem__."""
-
-    def __init__(self, images: torch.Tensor):
-        self.images = images
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return self.images[index].float().div(127.5).sub(1).view(-1)
-
-
-def mlp(widths: tuple[int, ...], last: nn.Module) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for index, (width_in, width_out) in enumerate(zip(widths, widths[1:])):
-        layers += [nn.Linear(width_in, width_out), last if index == len(widths) - 2 else nn.ReLU()]
-    return nn.Sequential(*layers)
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-class TextbookGAN:
-    """The loop of a typical GAN tutorial: per-item Dataset + shuffling DataLoader, a D step on a real
-    and a separate fake forward with BCELoss on Sigmoid outputs, then a G step; Adam 2e-4 (0.5, 0.999)."""
-
-    def __init__(self, images: torch.Tensor, batch_size: int, device: torch.device, seed: int = 0):
-        torch.manual_seed(seed)
-        self.device = device
-        self.batch_size = batch_size
-        self.generator = mlp(G_WIDTHS, nn.Tanh()).to(device)
-        self.discriminator = mlp(D_WIDTHS, nn.Sigmoid()).to(device)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
-        self.bce = nn.BCELoss()
-        self.loader = DataLoader(PerItemImages(images), batch_size=batch_size, shuffle=True, drop_last=True)
-        self.batches = iter(self.loader)
-        self.ones = torch.ones(batch_size, 1, device=device)
-        self.zeros = torch.zeros(batch_size, 1, device=device)
-
-    def run(self, steps: int) -> int:
-        """Train `steps` steps; returns the images consumed."""
-        for _ in range(steps):
-            try:
-                real = next(self.batches)
-            except StopIteration:
-                self.batches = iter(self.loader)
-                real = next(self.batches)
-            real = real.to(self.device)
-            fake = self.generator(torch.randn(self.batch_size, Z_DIM, device=self.device))
-            d_loss = self.bce(self.discriminator(real), self.ones) + self.bce(self.discriminator(fake.detach()), self.zeros)
-            self.opt_d.zero_grad()
-            d_loss.backward()
-            self.opt_d.step()
-            g_loss = self.bce(self.discriminator(fake), self.ones)
-            self.opt_g.zero_grad()
-            g_loss.backward()
-            self.opt_g.step()
-        synchronize(self.device)
-        return steps * self.batch_size
-
-
-def make_trainer(config_path: str, dataset, batch_size: int, device: torch.device, overrides: list[str] = ()) -> Trainer:
-    """gankit's trainer on a preset at `batch_size`, logging too rarely to matter."""
-    return Trainer(load_config(config_path, [f"train.batch_size={batch_size}", "train.log_every=1000000", *overrides]), dataset, device)
-
-
-def trainer_steps(trainer: Trainer) -> Callable[[int], int]:
-    """run(steps) -> images: `steps` training steps of `trainer`, finished on the device."""
-
-    def run(steps: int) -> int:
-        for _ in range(steps):
-            trainer.train_step()
-        synchronize(trainer.device)
-        return steps * trainer.config.train.batch_size
-
-    return run
-
-
-def gankit_loop(config_path: str, dataset, batch_size: int, precision: str, device: torch.device) -> tuple[Callable[[int], int], str]:
-    """gankit's trainer stepping on the preset in `precision` (no fall-back: the figure is that precision's
-    speed here, even where a training run would fall back); returns run(steps) -> images and the precision that ran."""
-    trainer = make_trainer(config_path, dataset, batch_size, device, [f"train.precision={precision}", "train.precision_fallback=false"])
-    return trainer_steps(trainer), trainer.precision
-
+from gankit.config import load_config  # noqa: E402
+from gankit.data import load_dataset  # noqa: E402
 
 def images_per_second(run: Callable[[int], int], steps: int, repeats: int) -> float:
     run(max(10, steps // 5))  # warm-up: allocator, Adam state, caches
@@ -208,6 +115,25 @@ def sweep(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+PROFILE_GROUPS = {"matrix products": ("aten::mm", "aten::addmm"), "Adam": ("aten::_fused_adam_",)}
+
+
+def profile(config_path: str, dataset, batch_size: int, precision: str, device: torch.device, steps: int) -> dict[str, float]:
+    """Print the ops that take gankit's step time and return the shares of PROFILE_GROUPS (of all op self time)."""
+    run, _ = gankit_loop(config_path, dataset, batch_size, precision, device)
+    run(max(10, steps // 5))
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with torch_profile(activities=activities) as profiled:
+        run(steps)
+    events = profiled.key_averages()
+    print(events.table(sort_by="self_cpu_time_total", row_limit=15))
+    total = sum(event.self_cpu_time_total for event in events)
+    shares = {group: sum(e.self_cpu_time_total for e in events if e.key in names) / total for group, names in PROFILE_GROUPS.items()}
+    shares["everything else"] = 1 - sum(shares.values())
+    print("  ".join(f"{group}: {share:.0%}" for group, share in shares.items()))
+    return shares
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=64)
@@ -218,6 +144,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16", "bf16-mixed"])
     parser.add_argument("--sweep", nargs="*", type=int, default=[], help="batch sizes for the images/s and peak-memory table")
+    parser.add_argument("--profile", type=int, default=0, metavar="STEPS", help="profile this many gankit steps (first --precisions entry)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args()
@@ -250,6 +177,8 @@ def main() -> None:
     if args.sweep:
         print("batch sweep (each in a fresh process):")
         result["sweep"] = sweep(args)
+    if args.profile:
+        result["profile_shares"] = profile(PRESETS["reference"], dataset, args.batch_size, args.precisions[0], device, args.profile)
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
 

@@ -4,7 +4,7 @@ reaches after --textbook-epochs epochs of Fashion-MNIST, on this machine.
 Both are scored the same way: FID of --samples generated images against --samples training
 images in the feature space of gankit's shipped Fashion-MNIST evaluator. The clock runs only
 while training (scoring pauses it). The textbook loop trains the reference MLP pair
-(benchmarks/throughput.py TextbookGAN) and is scored every epoch; gankit trains --preset in
+(benchmarks/_common.py TextbookGAN) and is scored every epoch; gankit trains --preset in
 chunks of --chunk-epochs and stops at the first score at or below the textbook's final FID (or
 when it has used as much time as the textbook). Prints both times, the ratio and both FID
 curves, and writes JSON and a plot.
@@ -28,8 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
-from _common import machine_description  # noqa: E402
-from throughput import Z_DIM, TextbookGAN  # noqa: E402
+from _common import Z_DIM, TextbookGAN, machine_description  # noqa: E402
 
 from gankit.config import load_config  # noqa: E402
 from gankit.data import load_dataset, to_model_range  # noqa: E402
@@ -121,7 +120,7 @@ def main() -> None:
     parser.add_argument("--chunk-epochs", type=float, default=0.25, help="gankit is scored after every this many epochs")
     parser.add_argument("--samples", type=int, default=10_000, help="generated and real images per FID")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    parser.add_argument("--out", default="benchmarks/results/time_to_quality.json")
+    parser.add_argument("--out", default="benchmarks/results/time_to_quality.json", help="name it by the machine, e.g. time_to_quality-xeon-bf16.json")
     parser.add_argument("--plot", default="docs/time_to_quality.png")
     args = parser.parse_args()
     if args.threads:

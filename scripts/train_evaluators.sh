@@ -7,7 +7,7 @@
 # One thread: faster than two on a busy 2-core machine, and part of the recipe (the files record
 # torch_version and torch_threads), since float sums may round differently with other counts.
 # The shipped "mnist" evaluator is trained on MNIST-10k (../shared/datasets/mnist-10k, the MNIST
-# subset available offline), 20% of it held out; see evaluation_split in evaluator.py.
+# subset available offline), 20% of it held out; see evaluation_split in evaluator_training.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1

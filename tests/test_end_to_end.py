@@ -8,6 +8,7 @@ import torch
 
 from gankit.config import DataConfig, load_config
 from gankit.data import load_dataset, to_model_range
+from gankit.metrics.suite import RunEvaluator
 from gankit.models import build_models
 from gankit.runs import load
 from gankit.training.run import train
@@ -29,9 +30,22 @@ def fashion_train():
     return load_dataset(DataConfig(dataset="fashion-mnist"))
 
 
+def scored_against_untrained(preset: str, run_dir) -> tuple[dict, dict]:
+    """The shipped evaluator's metrics (2,000 fakes against 5,000 real training images) for an untrained G
+    of the preset and for the run's trained G."""
+    config = load_config(f"configs/{preset}.yaml", ["eval.num_samples=2000", "eval.num_real=5000"])
+    evaluate = RunEvaluator(config)
+    untrained, _ = build_models(config.model, config.stabilizers, (1, 28, 28), None)
+    return evaluate(untrained, seed=1)["metrics"], evaluate(load(run_dir), seed=1)["metrics"]
+
+
 def test_dcgan_learns_fashion_mnist(tmp_path, fashion_train):
-    """300 DCGAN steps bring the per-pixel statistics of samples close to real clothes (two real halves: ~0.001)."""
+    """300 DCGAN steps: samples the Fashion-MNIST classifier reads as most of the 10 classes, FID far below an
+    untrained G's (measured: 265 against 717, 9 classes), per-pixel statistics close to real clothes (two real halves: ~0.001)."""
     result = train("configs/dcgan-fashion.yaml", tmp_path / "dcgan", max_steps=300, progress=False)
+    before, after = scored_against_untrained("dcgan-fashion", result.run_dir)
+    assert after["classes_covered"] >= 8, after
+    assert after["fid"] < 0.5 * before["fid"], (after["fid"], before["fid"])
     real = to_model_range(fashion_train.samples[torch.randperm(len(fashion_train), generator=torch.Generator().manual_seed(0))[:3000]])
     z = torch.randn(1000, 100, generator=torch.Generator().manual_seed(1))
     config = load_config("configs/dcgan-fashion.yaml")
@@ -43,12 +57,15 @@ def test_dcgan_learns_fashion_mnist(tmp_path, fashion_train):
 
 
 def test_reference_gan_runs_on_fashion_mnist(tmp_path, fashion_train):
-    """The exact reference pair on the real data: D learns to tell real from fake, nothing diverges.
-    (Its samples are still noise at this length, as with a textbook loop of the same networks.)"""
-    train("configs/reference-fashion.yaml", tmp_path / "ref", overrides=["train.log_every=100"], max_steps=300, progress=False)
+    """The exact reference pair on the real data: D learns to tell real from fake, nothing diverges, and the
+    FID already falls below an untrained G's (measured: 490 against 583). (Its samples are still noise at this
+    length, as with a textbook loop of the same networks.)"""
+    result = train("configs/reference-fashion.yaml", tmp_path / "ref", overrides=["train.log_every=100"], max_steps=300, progress=False)
     records = [json.loads(line) for line in (tmp_path / "ref" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [100, 200, 300]
     assert all(r["d_real"] > r["d_fake"] for r in records)
+    before, after = scored_against_untrained("reference-fashion", result.run_dir)
+    assert after["fid"] < 0.9 * before["fid"], (after["fid"], before["fid"])
 
 
 def test_demo_command_runs_as_the_readme_says(tmp_path):

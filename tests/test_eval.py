@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from gankit.apps.evaluate import RunEvaluator
+from gankit.metrics.suite import RunEvaluator
 from gankit.cli import main
 from gankit.config import from_dict
 from gankit.data import load_dataset, to_model_range

@@ -11,6 +11,7 @@ from gankit.config import DataConfig
 from gankit.data import load_dataset, save_npz, to_model_range
 from gankit.errors import CheckpointError, DataError
 from gankit.metrics import evaluator as ev
+from gankit.metrics import evaluator_training as evtrain
 
 TARGETS = {"fashion-mnist": 0.91, "mnist": 0.97}
 
@@ -53,14 +54,14 @@ def test_fashion_evaluator_scores_on_the_real_test_split(shipped):
     except DataError:
         pytest.skip("Fashion-MNIST is not installed")
     first = replace(test, samples=test.samples[:2000], labels=test.labels[:2000])
-    assert ev.evaluate_accuracy(shipped["fashion-mnist"][0], first) >= 0.90
+    assert evtrain.evaluate_accuracy(shipped["fashion-mnist"][0], first) >= 0.90
 
 
 def test_mnist_evaluator_scores_on_its_held_out_part_of_mnist_10k(shipped, mnist_10k):
-    split = ev.evaluation_split(f"idx:{mnist_10k}")
+    split = evtrain.evaluation_split(f"idx:{mnist_10k}")
     model, info = shipped["mnist"]
     assert len(split.held_out) == info.held_out_size == 2000
-    assert ev.evaluate_accuracy(model, split.held_out) >= 0.96
+    assert evtrain.evaluate_accuracy(model, split.held_out) >= 0.96
 
 
 def test_features_and_logits_shapes_and_determinism(shipped):
@@ -116,10 +117,10 @@ def test_unknown_evaluator_name_is_a_clear_error():
 
 def test_training_writes_a_loadable_reproducible_file(tmp_path, tiny_npz):
     rng_before = torch.get_rng_state()
-    first = ev.train_evaluator(tiny_npz, tmp_path / "a" / "bars.safetensors", epochs=1, seed=3, progress=False)
+    first = evtrain.train_evaluator(tiny_npz, tmp_path / "a" / "bars.safetensors", epochs=1, seed=3, progress=False)
     assert torch.equal(torch.get_rng_state(), rng_before)  # the caller's RNG is left alone
-    again = ev.train_evaluator(tiny_npz, tmp_path / "b" / "bars.safetensors", epochs=1, seed=3, progress=False)
-    other_seed = ev.train_evaluator(tiny_npz, tmp_path / "c" / "bars.safetensors", epochs=1, seed=4, progress=False)
+    again = evtrain.train_evaluator(tiny_npz, tmp_path / "b" / "bars.safetensors", epochs=1, seed=3, progress=False)
+    other_seed = evtrain.train_evaluator(tiny_npz, tmp_path / "c" / "bars.safetensors", epochs=1, seed=4, progress=False)
     weights = [load_file(tmp_path / run / "bars.safetensors") for run in "abc"]
     assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
     assert not all(torch.equal(weights[0][key], weights[2][key]) for key in weights[0])
@@ -134,7 +135,7 @@ def test_training_writes_a_loadable_reproducible_file(tmp_path, tiny_npz):
 
 
 def test_training_prints_progress_and_the_final_accuracy(tmp_path, tiny_npz, capsys):
-    ev.train_evaluator(tiny_npz, tmp_path / "bars.safetensors", epochs=1, seed=0)
+    evtrain.train_evaluator(tiny_npz, tmp_path / "bars.safetensors", epochs=1, seed=0)
     out = capsys.readouterr().out
     assert "epoch 1/1  loss" in out and "held-out accuracy" in out and "sha256" in out
 
@@ -142,7 +143,7 @@ def test_training_prints_progress_and_the_final_accuracy(tmp_path, tiny_npz, cap
 def test_training_refuses_images_evaluators_cannot_take(tmp_path):
     save_npz(tmp_path / "rgb.npz", np.zeros((10, 3, 32, 32), np.uint8), np.zeros(10, np.int64))
     with pytest.raises(DataError, match="evaluators take 1x28x28 grayscale images; npz:.* gives 3x32x32"):
-        ev.train_evaluator(f"npz:{tmp_path / 'rgb.npz'}", tmp_path / "x.safetensors", epochs=1, seed=0)
+        evtrain.train_evaluator(f"npz:{tmp_path / 'rgb.npz'}", tmp_path / "x.safetensors", epochs=1, seed=0)
 
 
 @pytest.mark.parametrize(

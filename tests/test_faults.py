@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from gankit.config import load_config
+from gankit.data import describe
 from gankit.data.toy import sample_toy, toy_modes
 from gankit.errors import CheckpointError, GankitError, TrainingDiverged
 from gankit.losses import Objective, build_objective
@@ -173,7 +174,7 @@ def watchdog_on(samples, tmp_path, checks=2, then=None):
     """The watchdog's log records after `checks` checks of `samples` (and one more check of `then`, if given)."""
     config = load_config("configs/toy-ring8.yaml", ["watchdog.every_epochs=1", "watchdog.patience=2"])
     log = MetricsLog(tmp_path / "metrics.jsonl")
-    watchdog = ModeCollapseWatchdog(config.watchdog, ToyProbe("toy:ring8"), log)
+    watchdog = ModeCollapseWatchdog(config.watchdog, ToyProbe(describe("toy:ring8").modes), log)
     for epoch in range(1, checks + 1):
         watchdog.on_epoch_end(PointsTrainer(samples, step=100 * epoch, epoch=epoch))
     if then is not None:

@@ -144,7 +144,7 @@ def test_eval_with_inception_names_extractor_hash_and_counts(weights, tmp_path, 
 
 def test_inception_is_refused_where_modes_are_counted(weights, capsys):
     root, _ = weights
-    from gankit.apps.evaluate import RunEvaluator
+    from gankit.metrics.suite import RunEvaluator
     from gankit.config import from_dict
     from gankit.errors import GankitError
 

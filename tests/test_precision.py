@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gankit.apps.evaluate import RunEvaluator
+from gankit.metrics.suite import RunEvaluator
 
 from gankit.config import load_config
 from gankit.data import load_dataset
@@ -171,19 +171,20 @@ def test_deterministic_mode_on_cuda_sets_the_cublas_workspace_first(monkeypatch)
 
 @needs_fashion
 @pytest.mark.slow
-@pytest.mark.parametrize("preset, steps", [("fast-fashion", 500), ("reference-fashion", 900)])
-def test_bf16_samples_score_like_fp32_on_fashion_mnist(preset, steps):
+def test_bf16_samples_score_like_fp32_on_fashion_mnist():
     """A short real training from one seed in each precision, scored as `gankit eval` scores it
-    (the shipped evaluator's FID of eval-mode samples)."""
+    (the shipped evaluator's FID of eval-mode samples). The DCGAN preset exercises every float32
+    island (BatchNorm, Tanh; the Sigmoid is the islands test's); the reference MLP's FID after a
+    CI-sized run swings by more between seeds than any precision effect (docs/speed.md)."""
     fids = {}
     for name in ("fp32", "bf16", "bf16-mixed"):
-        config = load_config(preset, [f"train.precision={name}", "train.precision_fallback=false", "train.log_every=1000",
+        config = load_config("fast-fashion", [f"train.precision={name}", "train.precision_fallback=false", "train.log_every=1000",
                                       "eval.num_samples=2000", "eval.num_real=2000"])
         trainer = Trainer(config, load_dataset(config.data), torch.device("cpu"))
         score = RunEvaluator(config, say=lambda line: None)
         if name == "fp32":
             fids["untrained"] = score(trainer.sampler)["metrics"]["fid"]
-        for _ in range(steps):
+        for _ in range(500):
             trainer.train_step()
         trainer.update_g.sync_master_buffers()
         fids[name] = score(trainer.sampler)["metrics"]["fid"]

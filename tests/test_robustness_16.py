@@ -152,7 +152,7 @@ def test_progress_lines_when_stderr_is_not_a_terminal(tmp_path, monkeypatch, cap
 
 
 def test_report_is_rewritten_after_every_epoch(toy_run):
-    from gankit.report.html import HtmlReport
+    from gankit.training.callbacks import HtmlReport
 
     (toy_run / "report.html").unlink()
     HtmlReport(toy_run).on_epoch_end(None)

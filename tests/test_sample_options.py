@@ -4,7 +4,8 @@ import pytest
 import torch
 from PIL import Image
 
-from gankit.apps.sample import class_labels, interpolate, interpolation, latents, render, sample, slerp
+from gankit.apps.sample import interpolate, interpolation, slerp
+from gankit.models.sampling import class_labels, latents, render, sample
 from gankit.cli import main
 from gankit.config import DataConfig, ModelConfig, StabilizerConfig
 from gankit.data import load_dataset

@@ -6,11 +6,10 @@
     images, _ = gankit.sample(generator, 64)
 """
 
-__version__ = "0.1.0"
-
-from gankit.apps.sample import sample  # noqa: E402
-from gankit.config import Config, load_config  # noqa: E402
-from gankit.runs import info, load  # noqa: E402
-from gankit.training.run import train  # noqa: E402
+from gankit._version import __version__
+from gankit.config import Config, load_config
+from gankit.models.sampling import sample
+from gankit.runs import info, load
+from gankit.training.run import train
 
 __all__ = ["Config", "info", "load", "load_config", "sample", "train", "__version__"]

@@ -30,7 +30,8 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _sample(args: argparse.Namespace) -> None:
-    from gankit.apps.sample import check_memory, check_output_paths, class_labels, sample, write_grid, write_npz, write_pngs
+    from gankit.apps.sample import check_memory, check_output_paths, write_grid, write_npz, write_pngs
+    from gankit.models.sampling import class_labels, sample
     from gankit.runs import open_checkpoint
 
     if not (args.grid or args.out_dir or args.npz):
@@ -74,9 +75,9 @@ def _augment(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from gankit.apps.evaluate import RunEvaluator, format_table
+    from gankit.files import write_atomically
+    from gankit.metrics.suite import RunEvaluator, format_table
     from gankit.runs import open_checkpoint
-    from gankit.training.checkpoint import write_atomically
 
     loaded = open_checkpoint(args.run_dir, args.checkpoint, trust=args.trust)
     result = RunEvaluator(loaded.config, args.evaluator, trust=args.trust)(loaded.generator, num_samples=args.n, seed=args.seed)
@@ -88,7 +89,7 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _evaluator_train(args: argparse.Namespace) -> None:
-    from gankit.metrics.evaluator import train_evaluator
+    from gankit.metrics.evaluator_training import train_evaluator
 
     train_evaluator(args.dataset, Path(args.out), epochs=args.epochs, seed=args.seed, data_dir=args.data_dir)
 

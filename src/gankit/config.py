@@ -14,9 +14,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gankit.errors import ConfigError
+from gankit.losses import LOSSES, losses_that
+from gankit.models import BUILDERS
 
-LossName = Literal["minimax", "non-saturating", "lsgan", "wgan", "wgan-gp", "hinge"]
-ModelName = Literal["mlp-reference", "dcgan", "mlp-toy"]
+LossName = Literal[tuple(LOSSES)]
+ModelName = Literal[tuple(BUILDERS)]
 PrecisionName = Literal["fp32", "bf16-mixed", "bf16", "fp16-mixed"]
 MAX_SEED = 2**32 - 1  # seeds are combined with step and epoch numbers into torch's 64-bit seeds
 MAX_CONFIG_VALUES = 10_000  # a config with YAML aliases may not expand beyond this many values
@@ -65,8 +67,8 @@ class StabilizerConfig(_Section):
     spectral_norm: bool = Field(False, description="spectral normalization on every weight layer of D")
     r1: float = Field(0.0, ge=0, description="gamma of the R1 penalty gamma/2 * |grad D(real)|^2")
     r1_every: int = Field(1, gt=0, description="apply R1 every k D steps (lazy regularization, scaled by k)")
-    gradient_penalty: float | None = Field(None, ge=0, description="WGAN-GP lambda; None: 10 for wgan-gp, else 0")
-    weight_clip: float | None = Field(None, ge=0, description="clip D's weights to [-c, c]; None: 0.01 for wgan, else 0 (off)")
+    gradient_penalty: float | None = Field(None, ge=0, description="WGAN-GP lambda; None: what the loss implies (wgan-gp: 10), else 0")
+    weight_clip: float | None = Field(None, ge=0, description="clip D's weights to [-c, c]; None: what the loss implies (wgan: 0.01), else 0 (off)")
     ema_decay: float = Field(0.0, ge=0, lt=1, description="EMA of G's weights (used for sampling); 0 turns it off")
     n_critic: int = Field(1, gt=0, le=100, description="D updates per step")
     g_steps: int = Field(1, gt=0, le=100, description="G updates per step: the first on the last D update's fakes, the rest on fresh noise (PacGAN's Stacked MNIST code: 2)")
@@ -139,23 +141,23 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _fill_loss_defaults(self) -> Config:
-        """Make the loss-implied settings explicit, so the saved config shows what ran."""
-        stab = self.stabilizers
-        if stab.gradient_penalty is None:
-            stab.gradient_penalty = 10.0 if self.loss.name == "wgan-gp" else 0.0
-        if stab.weight_clip is None:
-            stab.weight_clip = 0.01 if self.loss.name == "wgan" else 0.0
+        """Make the loss-implied settings (the loss registry's `implied`) explicit, so the saved config shows what ran."""
+        implied = LOSSES[self.loss.name].implied
+        for key in ("gradient_penalty", "weight_clip"):
+            if getattr(self.stabilizers, key) is None:
+                setattr(self.stabilizers, key, implied.get(key, 0.0))
         return self
 
     @model_validator(mode="after")
     def _check_combinations(self) -> Config:
         stab, model = self.stabilizers, self.model
-        if model.d_output == "sigmoid" and self.loss.name not in ("minimax", "non-saturating"):
-            raise ValueError(
-                f"model.d_output=sigmoid only suits the BCE losses (minimax, non-saturating), not loss.name={self.loss.name}; set model.d_output=logits"
-            )
-        if stab.label_smoothing and self.loss.name not in ("minimax", "non-saturating", "lsgan"):
-            raise ValueError(f"stabilizers.label_smoothing has no meaning for loss.name={self.loss.name}; use it with minimax, non-saturating or lsgan")
+        loss = LOSSES[self.loss.name]
+        if model.d_output == "sigmoid" and "probabilities" not in loss.score_spaces:
+            suited = ", ".join(losses_that(lambda entry: "probabilities" in entry.score_spaces))
+            raise ValueError(f"model.d_output=sigmoid only suits the BCE losses ({suited}), not loss.name={self.loss.name}; set model.d_output=logits")
+        if stab.label_smoothing and not loss.label_smoothing:
+            *others, last = losses_that(lambda entry: entry.label_smoothing)
+            raise ValueError(f"stabilizers.label_smoothing has no meaning for loss.name={self.loss.name}; use it with {', '.join(others)} or {last}")
         if self.train.batch_size % stab.pack:
             raise ValueError(f"train.batch_size={self.train.batch_size} must be a multiple of stabilizers.pack={stab.pack}")
         if self.eval.best_metric and not self.eval.every_epochs:

@@ -8,7 +8,7 @@ how the reference preset reproduces the original networks exactly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -80,23 +80,58 @@ class Objective:
     """Maps scores to what is logged as D(x): a probability for the BCE family, the raw score otherwise."""
 
 
+@dataclass(frozen=True)
+class Loss:
+    """A registry entry: how to build the objective from (score space, real target), and what it needs.
+
+    score_spaces: what D's outputs may be (a Sigmoid D gives probabilities); label_smoothing: whether a
+    real target below 1 means anything; implied: stabilizer settings the objective is defined with,
+    written into the config when left unset (config.py)."""
+
+    build: Callable[[ScoreSpace, float], Objective]
+    score_spaces: tuple[ScoreSpace, ...] = ("logits",)
+    label_smoothing: bool = False
+    implied: dict[str, float] = field(default_factory=dict)
+
+
+def _identity(scores: Tensor) -> Tensor:
+    return scores
+
+
+def _bce(g_loss: Callable[[Tensor, ScoreSpace], Tensor]) -> Callable[[ScoreSpace, float], Objective]:
+    def build(space: ScoreSpace, real_target: float) -> Objective:
+        read_out = torch.sigmoid if space == "logits" else _identity
+        return Objective(lambda real, fake: bce_d_loss(real, fake, space, real_target), lambda fake: g_loss(fake, space), read_out)
+
+    return build
+
+
+def _critic(d_loss: Callable[[Tensor, Tensor], Tensor]) -> Callable[[ScoreSpace, float], Objective]:
+    return lambda space, real_target: Objective(d_loss, wasserstein_g_loss, _identity)
+
+
+BOTH_SPACES = ("logits", "probabilities")
+LOSSES: dict[str, Loss] = {
+    "minimax": Loss(_bce(minimax_g_loss), BOTH_SPACES, label_smoothing=True),
+    "non-saturating": Loss(_bce(non_saturating_g_loss), BOTH_SPACES, label_smoothing=True),
+    "lsgan": Loss(lambda space, real_target: Objective(lambda real, fake: lsgan_d_loss(real, fake, real_target), lsgan_g_loss, _identity), label_smoothing=True),
+    "wgan": Loss(_critic(wasserstein_d_loss), implied={"weight_clip": 0.01}),
+    "wgan-gp": Loss(_critic(wasserstein_d_loss), implied={"gradient_penalty": 10.0}),
+    "hinge": Loss(_critic(hinge_d_loss)),
+}
+
+
+def losses_that(accept: Callable[[Loss], bool]) -> list[str]:
+    """Names of the registered losses an entry test accepts (for messages that say what would work)."""
+    return [name for name, loss in LOSSES.items() if accept(loss)]
+
+
 def build_objective(name: str, score_space: ScoreSpace = "logits", label_smoothing: float = 0.0) -> Objective:
     """The objective called `name`, reading scores in `score_space` ("logits" or "probabilities")."""
-    real_target = 1.0 - label_smoothing
-    identity = lambda scores: scores  # noqa: E731
-    if name in ("minimax", "non-saturating"):
-        g_loss = minimax_g_loss if name == "minimax" else non_saturating_g_loss
-        return Objective(
-            d_loss=lambda real, fake: bce_d_loss(real, fake, score_space, real_target),
-            g_loss=lambda fake: g_loss(fake, score_space),
-            read_out=torch.sigmoid if score_space == "logits" else identity,
-        )
-    if score_space != "logits":
-        raise ValueError(f"loss {name} needs raw scores; a D that ends in Sigmoid only suits minimax and non-saturating")
-    if name == "lsgan":
-        return Objective(lambda real, fake: lsgan_d_loss(real, fake, real_target), lsgan_g_loss, identity)
-    if name in ("wgan", "wgan-gp"):
-        return Objective(wasserstein_d_loss, wasserstein_g_loss, identity)
-    if name == "hinge":
-        return Objective(hinge_d_loss, wasserstein_g_loss, identity)
-    raise ValueError(f"unknown loss {name!r}")
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}")
+    loss = LOSSES[name]
+    if score_space not in loss.score_spaces:
+        suited = " and ".join(losses_that(lambda entry: score_space in entry.score_spaces))
+        raise ValueError(f"loss {name} needs raw scores; a D that ends in Sigmoid only suits {suited}")
+    return loss.build(score_space, 1.0 - label_smoothing)

@@ -1,6 +1,4 @@
-"""A run is a folder: config.yaml, checkpoints/, samples/, metrics.jsonl, loss.png.
-
-This module knows that layout and turns a run folder (or one checkpoint file) back into models,
+"""Turns a run folder (or one checkpoint file) back into models,
 without the dataset: a checkpoint carries its config, sample shape and class count.
 """
 
@@ -15,33 +13,9 @@ from torch import nn
 
 from gankit.config import Config, from_dict
 from gankit.errors import CheckpointError
+from gankit.files import RunPaths, is_pickle, load_trusted_state_dict
 from gankit.models import build_models
 from gankit.training import checkpoint as ckpt
-
-
-@dataclass(frozen=True)
-class RunPaths:
-    root: Path
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.yaml"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def samples(self) -> Path:
-        return self.root / "samples"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.jsonl"
-
-    @property
-    def loss_plot(self) -> Path:
-        return self.root / "loss.png"
 
 
 def _checkpoint_file(run_or_checkpoint: str | Path, which: str) -> Path:
@@ -74,7 +48,7 @@ def open_checkpoint(
     with torch.load(weights_only=True) as G weights for the run folder's architecture.
     """
     path = _checkpoint_file(run_or_checkpoint, checkpoint)
-    if ckpt.is_pickle(path):
+    if is_pickle(path):
         if not trust:
             raise CheckpointError(
                 f"{path} is a pickle (torch.save) file; loading one can run code hidden in it. "
@@ -101,12 +75,7 @@ def _with_trusted_generator(run_dir: str | Path, path: Path, device: str | torch
     if not Path(run_dir).is_dir():
         raise CheckpointError(f"a pickled checkpoint needs a run folder for its architecture: gankit sample RUN_DIR --checkpoint {path} --trust")
     base = open_checkpoint(run_dir, "last", device)
-    try:
-        weights = torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:  # noqa: BLE001  (torch raises UnpicklingError, RuntimeError, EOFError... for a bad pickle)
-        raise CheckpointError(f"{path} refused even with --trust: it holds more than plain tensors ({str(err).splitlines()[0][:200]})") from None
-    if not isinstance(weights, dict):
-        raise CheckpointError(f"{path} holds a {type(weights).__name__}, not a state dict of G's weights")
+    weights = load_trusted_state_dict(path, "G's weights")
     weights = {name.removeprefix("G."): value for name, value in weights.items() if not name.startswith(("D.", "G_ema."))}
     try:
         base.generator.load_state_dict(weights)

@@ -23,11 +23,11 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from gankit.apps.sample import class_labels, draw, sample
+from gankit.data.images import to_uint8_images
 from gankit.data.npz import save_npz
 from gankit.errors import GankitError
 from gankit.metrics.evaluator import evaluator_for_dataset, load_evaluator
-from gankit.report.plots import to_uint8_images
+from gankit.models.sampling import class_labels, draw, sample
 from gankit.runs import open_checkpoint
 
 DEFAULT_MIN_CONFIDENCE = 0.9

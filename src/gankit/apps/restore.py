@@ -22,13 +22,14 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import Tensor, nn
 
-from gankit.data import to_model_range
+from gankit.data.images import to_model_range
 from gankit.data.folder import image_paths, load_images
 from gankit.data.npz import load_npz, save_npz
 from gankit.errors import GankitError
 from gankit.files import atomic_write
 from gankit.losses import log_d
-from gankit.report.plots import image_grid, to_uint8_images
+from gankit.data.images import to_uint8_images
+from gankit.report.plots import image_grid
 
 MAX_BLUR_SIGMA = 10.0
 MAX_CANDIDATES_PER_IMAGE = 1024  # restarts x classes tried for each image

@@ -1,10 +1,5 @@
-"""Draw samples from a trained generator and write them as a grid, single PNGs or arrays; walk its
-latent space between two points and write the walk as a strip and a GIF.
-
-Truncation (the BigGAN trick): every z entry whose magnitude exceeds the threshold is drawn
-again until none does, trading variety for typical-looking samples. Without it, z is the plain
-standard normal the generator was trained on.
-"""
+"""Write a generator's samples as a grid, single PNGs or arrays; walk its latent space between two
+points and write the walk as a strip and a GIF. Drawing the samples is models.sampling's job."""
 
 from __future__ import annotations
 
@@ -19,83 +14,14 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from gankit.data.images import to_uint8_images
 from gankit.data.npz import save_npz
 from gankit.errors import GankitError
 from gankit.files import atomic_write
-from gankit.report.plots import image_grid, save_samples, to_uint8_images
+from gankit.models.sampling import class_labels, device_of, latents, render
+from gankit.report.plots import image_grid, save_samples
 
-SAMPLE_BATCH = 500
 GIF_FRAME_MS = 80
-
-
-def latents(count: int, z_dim: int, rng: torch.Generator, truncation: float | None = None) -> Tensor:
-    """(count, z_dim) standard normal z on rng's device; with truncation, entries with |z| > truncation are redrawn."""
-    z = torch.randn(count, z_dim, device=rng.device, generator=rng)
-    if truncation is None:
-        return z
-    if truncation <= 0:
-        raise GankitError(f"truncation must be positive (about 0.5 to 2; smaller is more typical, less varied), got {truncation}")
-    while (outside := z.abs() > truncation).any():
-        z[outside] = torch.randn(int(outside.sum()), device=rng.device, generator=rng)
-    return z
-
-
-def class_labels(generator: nn.Module, count: int, label: int | None = None) -> Tensor | None:
-    """count labels for a conditional G: all `label`, or cycling through the classes; None for an unconditional G."""
-    classes = generator.num_classes
-    if label is None:
-        return torch.arange(count) % classes if classes else None
-    if not classes:
-        raise GankitError("this generator is unconditional (trained without labels), so it takes no --label; drop it, or train with model.conditional=true")
-    if not 0 <= label < classes:
-        raise GankitError(f"label {label} is out of range: this generator knows classes 0 to {classes - 1}")
-    return torch.full((count,), label, dtype=torch.long)
-
-
-def sample(
-    generator: nn.Module,
-    n: int,
-    *,
-    seed: int = 0,
-    labels: Tensor | None = None,
-    truncation: float | None = None,
-    batch_size: int = SAMPLE_BATCH,
-) -> tuple[Tensor, Tensor | None]:
-    """n samples on the CPU in G's output range, and their labels (cycled through the classes
-    when G is conditional and no labels are given; None for an unconditional G)."""
-    if n <= 0:
-        raise GankitError(f"number of samples must be positive, got {n}")
-    rng = torch.Generator(_device(generator)).manual_seed(seed)
-    labels = class_labels(generator, n) if labels is None else labels
-    return draw(generator, n, rng, labels, truncation, batch_size), labels
-
-
-@torch.no_grad()
-def draw(
-    generator: nn.Module, n: int, rng: torch.Generator, labels: Tensor | None = None, truncation: float | None = None, batch_size: int = SAMPLE_BATCH
-) -> Tensor:
-    """n samples from noise drawn batch by batch from rng (so a caller can keep drawing from one stream)."""
-    chunks = []
-    for start in range(0, n, batch_size):
-        count = min(batch_size, n - start)
-        z = latents(count, generator.z_dim, rng, truncation)
-        chunks.append(render(generator, z, None if labels is None else labels[start : start + count]))
-    return torch.cat(chunks)
-
-
-@torch.no_grad()
-def render(generator: nn.Module, z: Tensor, labels: Tensor | None = None, batch_size: int = SAMPLE_BATCH) -> Tensor:
-    """G(z, labels) in eval mode, batch by batch, on the CPU; G's train/eval mode is restored."""
-    device = _device(generator)
-    was_training = generator.training
-    generator.eval()
-    try:
-        return torch.cat([
-            generator(z[start : start + batch_size].to(device), None if labels is None else labels[start : start + batch_size].to(device)).cpu()
-            for start in range(0, len(z), batch_size)
-        ])
-    finally:
-        generator.train(was_training)
 
 
 def slerp(start: Tensor, end: Tensor, fractions: Tensor) -> Tensor:
@@ -131,7 +57,7 @@ def interpolation(
 ) -> Tensor:
     """rows random walks: the ends are the first 2 * rows latents of the seed (starts, then ends);
     row p has label `label`, or class p mod num_classes when G is conditional."""
-    rng = torch.Generator(_device(generator)).manual_seed(seed)
+    rng = torch.Generator(device_of(generator)).manual_seed(seed)
     ends = latents(2 * rows, generator.z_dim, rng, truncation)
     return interpolate(generator, ends[:rows], ends[rows:], steps, class_labels(generator, rows, label))
 
@@ -248,7 +174,3 @@ def _save_image(picture: Image.Image, path: Path, image_format: str, **options) 
     with atomic_write(path) as out:
         out.write(buffer.getvalue())
     return path
-
-
-def _device(generator: nn.Module) -> torch.device:
-    return next(generator.parameters()).device

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from gankit.data import to_model_range
+from gankit.data.images import to_model_range
 
 # On a CPU a batch's early conv activations (32 x 28 x 28 floats, 100 KB an image, for gankit's
 # Evaluator) then stay in cache: 10k images took 2.4 s at 256 and 4.0 s at 1000 on two cores.

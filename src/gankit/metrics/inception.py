@@ -29,14 +29,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import Tensor, nn
 
-from gankit.data import to_model_range
+from gankit.data.images import to_model_range
 from gankit.errors import CheckpointError, DataError
-from gankit.training.checkpoint import is_pickle, read_metadata, write_atomically
+from gankit.files import UNREADABLE_SAFETENSORS, is_pickle, load_trusted_state_dict, read_safetensors, write_atomically
 
 INPUT_SIZE = 299
 NUM_FEATURES = 2048
@@ -337,22 +335,16 @@ def _unpickle_state_dict(path: Path, trust: bool) -> dict[str, Tensor]:
             f"{path} is a pickle (torch.save) file, and loading one can run code hidden in it; if you trust it, "
             f"convert it once with `{CONVERT_COMMAND}` (or pass --trust; it is then read with weights_only=True)"
         )
-    try:
-        weights = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001  (torch raises UnpicklingError, RuntimeError, EOFError... for a bad pickle)
-        raise CheckpointError(f"{path} refused even with --trust: it holds more than plain tensors ({str(err).splitlines()[0][:200]})") from None
-    if not isinstance(weights, dict) or not all(isinstance(value, Tensor) for value in weights.values()):
-        raise CheckpointError(f"{path} holds a {type(weights).__name__}, not a state dict of tensors (pytorch-fid's {PUBLISHED_FILE} is one)")
-    return weights
+    return load_trusted_state_dict(path, f"tensors (pytorch-fid's {PUBLISHED_FILE} is one)")
 
 
 def _parse_safetensors(payload: bytes, path: Path) -> tuple[dict[str, Tensor], str | None]:
     """Tensors and, when convert_inception wrote the file, the SHA-256 of the .pth it came from."""
     try:
-        tensors = load_safetensors(payload)
-        record = read_metadata(payload).get(METADATA_KEY)
+        tensors, metadata = read_safetensors(payload)
+        record = metadata.get(METADATA_KEY)
         source_sha256 = json.loads(record)["source_sha256"] if record else None
-    except (SafetensorError, KeyError, TypeError, ValueError) as err:
+    except UNREADABLE_SAFETENSORS as err:
         raise CheckpointError(f"{path} is neither a .safetensors nor a .pth weights file ({type(err).__name__}: {err})") from None
     return tensors, source_sha256
 

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from gankit.config import ModelConfig, StabilizerConfig
 from gankit.errors import ConfigError
-from gankit.models.common import Discriminator, Generator, apply_spectral_norm
+from gankit.models.common import Discriminator, DSettings, Generator, ModelSettings, apply_spectral_norm
 from gankit.models.dcgan import build_dcgan
 from gankit.models.mlp import build_mlp_reference
 from gankit.models.toy import build_mlp_toy
 
-Builder = Callable[[ModelConfig, StabilizerConfig, tuple[int, ...], int | None], tuple[Generator, Discriminator]]
+Builder = Callable[[ModelSettings, DSettings, tuple[int, ...], int | None], tuple[Generator, Discriminator]]
 
 BUILDERS: dict[str, Builder] = {
     "mlp-reference": build_mlp_reference,
@@ -27,7 +26,7 @@ __all__ = ["BUILDERS", "Discriminator", "Generator", "build_models"]
 
 
 def build_models(
-    model: ModelConfig, stabilizers: StabilizerConfig, sample_shape: Sequence[int], num_classes: int | None
+    model: ModelSettings, stabilizers: DSettings, sample_shape: Sequence[int], num_classes: int | None
 ) -> tuple[Generator, Discriminator]:
     """Build (G, D) for samples of `sample_shape` ((C, H, W) images or (d,) points).
 

@@ -8,12 +8,33 @@ same whatever the architecture.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from gankit.errors import ConfigError
+
+
+class ModelSettings(Protocol):
+    """What builders read of the run's model section (config.ModelConfig), so models need not import the config."""
+
+    name: str
+    z_dim: int
+    conditional: bool
+    width: int
+    depth: int
+    d_output: str
+    d_norm: str
+
+
+class DSettings(Protocol):
+    """The stabilizers built into D's layers (config.StabilizerConfig)."""
+
+    d_dropout: float
+    spectral_norm: bool
+    pack: int
 
 
 def generator_input_width(z_dim: int, num_classes: int | None) -> int:

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 from torch import nn
 
-from gankit.config import ModelConfig, StabilizerConfig
 from gankit.errors import ConfigError
-from gankit.models.common import Discriminator, Generator, generator_input_width, hidden_activation, require_image_shape
+from gankit.models.common import Discriminator, DSettings, Generator, ModelSettings, generator_input_width, hidden_activation, require_image_shape
 
 START_SIDE = {28: 7, 32: 4, 64: 4}  # image side -> side of G's first (and D's last) feature map
 
 
 def build_dcgan(
-    model: ModelConfig, stabilizers: StabilizerConfig, sample_shape: tuple[int, ...], num_classes: int | None
+    model: ModelSettings, stabilizers: DSettings, sample_shape: tuple[int, ...], num_classes: int | None
 ) -> tuple[Generator, Discriminator]:
     require_image_shape(model.name, sample_shape)
     channels, height, width = sample_shape

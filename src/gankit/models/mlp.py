@@ -10,15 +10,14 @@ import math
 
 from torch import nn
 
-from gankit.config import ModelConfig, StabilizerConfig
-from gankit.models.common import Discriminator, Generator, generator_input_width, mlp_layers, require_image_shape
+from gankit.models.common import Discriminator, DSettings, Generator, ModelSettings, generator_input_width, mlp_layers, require_image_shape
 
 GENERATOR_HIDDEN = (256, 512, 1024)
 DISCRIMINATOR_HIDDEN = (1024, 512, 256)
 
 
 def build_mlp_reference(
-    model: ModelConfig, stabilizers: StabilizerConfig, sample_shape: tuple[int, ...], num_classes: int | None
+    model: ModelSettings, stabilizers: DSettings, sample_shape: tuple[int, ...], num_classes: int | None
 ) -> tuple[Generator, Discriminator]:
     """G: z -> 256 -> 512 -> 1024 -> C*H*W, Tanh (images in [-1, 1]). D: C*H*W*pack -> 1024 -> 512 -> 256 -> 1."""
     require_image_shape(model.name, sample_shape)

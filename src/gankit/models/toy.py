@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from torch import nn
 
-from gankit.config import ModelConfig, StabilizerConfig
 from gankit.errors import ConfigError
-from gankit.models.common import Discriminator, Generator, generator_input_width, mlp_layers
+from gankit.models.common import Discriminator, DSettings, Generator, ModelSettings, generator_input_width, mlp_layers
 
 
 def build_mlp_toy(
-    model: ModelConfig, stabilizers: StabilizerConfig, sample_shape: tuple[int, ...], num_classes: int | None
+    model: ModelSettings, stabilizers: DSettings, sample_shape: tuple[int, ...], num_classes: int | None
 ) -> tuple[Generator, Discriminator]:
     """G: z -> width x depth (ReLU) -> d, unbounded (toy data is not scaled to [-1, 1]).
 

@@ -18,10 +18,8 @@ from typing import Any
 import yaml
 
 from gankit.errors import GankitError
-from gankit.files import atomic_write
-from gankit.report.plots import read_metrics
-from gankit.runs import RunPaths
-from gankit.training.trainer import Callback, Trainer
+from gankit.files import RunPaths, atomic_write
+from gankit.records import fields, of_kind, read_records
 
 REPORT_NAME = "report.html"
 MAX_CURVE_POINTS = 1000  # longer series are thinned evenly; a browser gains nothing from more
@@ -59,19 +57,6 @@ slider.addEventListener("input", () => {
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
 
 
-class HtmlReport(Callback):
-    """Rewrites the run's report.html (atomically) after every epoch and when training ends, so a browser tab
-    refreshed during training shows the run so far."""
-
-    def __init__(self, run_dir: Path):
-        self.run_dir = run_dir
-
-    def on_train_end(self, trainer: Trainer) -> None:
-        write_report(self.run_dir)
-
-    on_epoch_end = on_train_end
-
-
 def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Render the run folder `run_dir` into one HTML file (default RUN_DIR/report.html), atomically."""
     paths = RunPaths(Path(run_dir))
@@ -86,10 +71,10 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
 def render_report(paths: RunPaths) -> str:
     config_text = paths.config.read_text()
     config = yaml.safe_load(config_text) or {}
-    records = read_metrics(paths.metrics)
-    training = [r for r in records if "d_loss" in r]
-    evaluations = [r for r in records if "eval" in r]
-    warnings = [r for r in records if "warning" in r]
+    records = read_records(paths.metrics)
+    training = of_kind(records, "train")
+    evaluations = of_kind(records, "eval")
+    warnings = of_kind(records, "warning", "note")
     sections = [
         _summary(config, training),
         _section("Samples from fixed noise", _sample_grids(paths.samples)),
@@ -237,7 +222,8 @@ def _latest_evaluation(evaluations: list[dict], eval_json: Path) -> str:
     latest = None
     if evaluations:
         record = evaluations[-1]
-        latest = {"metrics": record["eval"]} | {key: value for key, value in record.items() if key != "eval"}
+        latest = {"metrics": record["eval"], "step": record["step"], "epoch": record["epoch"]} | fields(record)
+        del latest["eval"]
     if eval_json.is_file():
         offline = json.loads(eval_json.read_text())
         if latest is None or offline.get("step", -1) >= latest["step"]:
@@ -292,7 +278,7 @@ def _warnings(warnings: list[dict]) -> str:
     rows = "".join(
         f"<tr class=\"warning\"><td>{escape(str(w.get('step')))}</td><td>{escape(str(w.get('epoch')))}</td>"
         f"<td>{escape(str(w['warning']))}</td><td>{escape(str(w.get('message', '')))}</td>"
-        f"<td>{escape(', '.join(f'{k}={_format(v)}' for k, v in w.items() if k not in ('step', 'epoch', 'warning', 'message')))}</td></tr>"
+        f"<td>{escape(', '.join(f'{k}={_format(v)}' for k, v in fields(w).items() if k not in ('warning', 'message')))}</td></tr>"
         for w in warnings
     )
     return f"<table><tr><th>step</th><th>epoch</th><th>kind</th><th>message</th><th>numbers</th></tr>{rows}</table>"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -14,11 +13,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-
-def to_uint8_images(samples: torch.Tensor) -> np.ndarray:
-    """(N, C, H, W) in [-1, 1] -> (N, H, W, C) uint8, the layout image files and npz use."""
-    pixels = ((samples.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return pixels.permute(0, 2, 3, 1).numpy()
+from gankit.data.images import to_uint8_images  # noqa: E402
+from gankit.records import of_kind, read_records  # noqa: E402
 
 
 def image_grid(samples: torch.Tensor, columns: int | None = None, padding: int = 2) -> Image.Image:
@@ -60,15 +56,9 @@ def save_samples(samples: torch.Tensor, path: Path, modes: torch.Tensor | None =
         image_grid(samples).save(path)
 
 
-def read_metrics(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def plot_losses(metrics_path: Path, out_path: Path) -> None:
     """Loss curves and D's mean outputs on real and fake data against the step."""
-    records = [r for r in read_metrics(metrics_path) if "d_loss" in r]
+    records = of_kind(read_records(metrics_path), "train")
     if not records:
         return
     steps = [r["step"] for r in records]

@@ -1,4 +1,5 @@
-"""The run folder's outputs, written on the trainer's schedule: metrics.jsonl, sample grids, plots, progress."""
+"""The run folder's outputs, written on the trainer's schedule: metrics.jsonl, evaluations, sample grids,
+plots, progress, report.html and TensorBoard events (the writers live in report/; these time them)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,16 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from gankit.apps.evaluate import RunEvaluator
 from gankit.config import LOWER_IS_BETTER
-from gankit.report.plots import plot_losses, read_metrics, save_samples
-from gankit.training.checkpoint import load_checkpoint, write_atomically
-from gankit.training.trainer import Callback, Trainer
+from gankit.files import write_atomically
+from gankit.metrics.suite import RunEvaluator
+from gankit.report.html import write_report
+from gankit.records import append_record, eval_record, fields, read_records, to_line, train_record
+from gankit.report.plots import plot_losses, save_samples
+from gankit.report.tensorboard import TensorBoardWriter
+from gankit.training.checkpoint import load_checkpoint
+from gankit.training.hooks import Callback
+from gankit.training.trainer import Trainer
 
 
 class MetricsLog(Callback):
@@ -25,15 +31,15 @@ class MetricsLog(Callback):
         self.path = path
 
     def on_train_start(self, trainer: Trainer) -> None:
-        kept = [r for r in read_metrics(self.path) if r["step"] <= trainer.step]
-        write_atomically(self.path, "".join(json.dumps(r) + "\n" for r in kept).encode())
+        kept = [r for r in read_records(self.path) if r["step"] <= trainer.step]
+        write_atomically(self.path, "".join(map(to_line, kept)).encode())
 
     def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
-        self.write(record)
+        self.write(train_record(record["step"], record["epoch"], fields(record)))
 
     def write(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        """Append one record made by gankit.records."""
+        append_record(self.path, record)
 
 
 class Evaluation(Callback):
@@ -55,7 +61,7 @@ class Evaluation(Callback):
         if trainer.epoch % settings.every_epochs:
             return
         result = self.evaluate(trainer.sampler, seed=trainer.config.train.seed)
-        self.log.write({"step": trainer.step, "epoch": trainer.epoch, "eval": result["metrics"], "seconds": result["seconds"]})
+        self.log.write(eval_record(trainer.step, trainer.epoch, result["metrics"], result["seconds"]))
         metric = settings.best_metric
         if metric is None:
             return
@@ -135,3 +141,41 @@ def _duration(seconds: float) -> str:
         return "unknown"
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{secs:02d}s"
+
+
+class HtmlReport(Callback):
+    """Rewrites the run's report.html (atomically) after every epoch and when training ends, so a browser tab
+    refreshed during training shows the run so far."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        write_report(self.run_dir)
+
+    on_epoch_end = on_train_end
+
+
+class TensorBoardLog(Callback):
+    """Each log line at once; after every epoch, the evaluations and warnings other callbacks wrote to
+    metrics.jsonl since the last look, and the fixed-noise grid."""
+
+    def __init__(self, log_dir: Path, metrics_path: Path):
+        self.writer = TensorBoardWriter(log_dir)
+        self.metrics_path = metrics_path
+        self.lines_seen = 0
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self.lines_seen = len(read_records(self.metrics_path))  # a resumed run: those are in TensorBoard already
+
+    def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        self.writer.train_record(record)
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        records = read_records(self.metrics_path)
+        self.writer.other_records(records[self.lines_seen :])
+        self.lines_seen = len(records)
+        self.writer.samples(trainer.fixed_samples(), trainer.step)
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        self.writer.close()

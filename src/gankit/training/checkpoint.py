@@ -8,19 +8,16 @@ leaves either the previous checkpoint set or the new one, never a broken file un
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from gankit.errors import CheckpointError
-from gankit.files import atomic_write
+from gankit.files import UNREADABLE_SAFETENSORS, RunPaths, content_digest, looks_pickled, read_safetensors, write_atomically
 
 STEP_FILE = re.compile(r"^step-(\d{8})\.safetensors$")
 BEST_NAME = "best.safetensors"
@@ -47,18 +44,6 @@ def remove_interrupted_writes(directory: Path) -> None:
             temp.unlink(missing_ok=True)
 
 
-def write_atomically(path: Path, payload: bytes, kept: str | None = None) -> None:
-    """atomic_write for a finished payload, with a failure (full disk, no permission) as one clear line that ends
-    with `kept`, what is still intact (default: the previous version of the file, when there was one)."""
-    if kept is None:
-        kept = f"the previous {path.name} is untouched" if path.exists() else "no partial file was left"
-    try:
-        with atomic_write(path) as out:
-            out.write(payload)
-    except OSError as err:
-        raise CheckpointError(f"could not write {path}: {err.strerror or err}; {kept}") from None
-
-
 def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
     body = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
     state_json = json.dumps(state)
@@ -67,37 +52,9 @@ def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], state: dict[st
     write_atomically(path, save_safetensors(body, metadata=metadata), kept)
 
 
-def content_digest(tensors: dict[str, torch.Tensor], text: str) -> str:
-    """SHA-256 of a JSON text and every tensor (name and bytes, in name order): what a file must still hold."""
-    digest = hashlib.sha256(text.encode())
-    for name in sorted(tensors):
-        digest.update(name.encode())
-        digest.update(tensors[name].contiguous().cpu().view(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
 def prune_checkpoints(directory: Path, keep: int) -> None:
     for old in list_checkpoints(directory)[:-keep]:
         old.unlink(missing_ok=True)
-
-
-PICKLE_MAGICS = (b"\x80", b"PK\x03\x04")  # a pickle (protocol 2+), a torch.save zip archive
-
-
-def is_pickle(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        head = handle.read(9)
-    return _looks_pickled(head, path.stat().st_size)
-
-
-def _looks_pickled(head: bytes, size: int) -> bool:
-    """A pickle or torch.save archive by its first bytes. A safetensors file starts with its header
-    length (8 bytes, little-endian) and then '{', and those bytes can begin like a pickle (0x80 0x03 is a
-    header of 896 + n*65536 bytes), so a plausible safetensors start is ruled out first."""
-    header_len = int.from_bytes(head[:8], "little")
-    if len(head) == 9 and head[8:9] == b"{" and 8 + header_len <= size:
-        return False
-    return head.startswith(PICKLE_MAGICS)
 
 
 def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -106,17 +63,16 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[dic
         payload = Path(path).read_bytes()
     except OSError as err:
         raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror or err}") from None
-    if _looks_pickled(payload[:9], len(payload)):
+    if looks_pickled(payload[:9], len(payload)):
         raise CheckpointError(f"{path} is a pickle (torch.save) file, and unpickling runs whatever code its maker put in it; gankit checkpoints are safetensors")
     expected_size = _declared_size(payload)
     if expected_size is not None and len(payload) < expected_size:
         raise CheckpointError(f"{path} is truncated ({len(payload)} of {expected_size} bytes); {EARLIER}")
     try:
-        tensors = load_safetensors(payload)
-        metadata = read_metadata(payload)
+        tensors, metadata = read_safetensors(payload)
         state_json = metadata[STATE_KEY]
         state = json.loads(state_json)
-    except (SafetensorError, KeyError, ValueError, json.JSONDecodeError) as err:
+    except UNREADABLE_SAFETENSORS as err:
         raise CheckpointError(f"{path} is not a complete gankit checkpoint ({type(err).__name__}: {err}); it may be truncated or from another tool") from None
     if content_digest(tensors, state_json) != metadata.get(DIGEST_KEY):
         raise CheckpointError(f"{path} fails its content hash: it was modified or corrupted after gankit wrote it; {EARLIER}")
@@ -134,14 +90,9 @@ def _declared_size(payload: bytes) -> int | None:
     return 8 + header_len + max(ends, default=0)
 
 
-def read_metadata(payload: bytes) -> dict[str, str]:
-    header_len = int.from_bytes(payload[:8], "little")
-    return json.loads(payload[8 : 8 + header_len]).get("__metadata__", {})
-
-
 def resolve_checkpoint(run_dir: Path, which: str = "last") -> Path:
     """'last', 'best' or a path, turned into an existing checkpoint file."""
-    directory = Path(run_dir) / "checkpoints"
+    directory = RunPaths(Path(run_dir)).checkpoints
     if which == "last":
         found = list_checkpoints(directory)
         if not found:

@@ -14,16 +14,15 @@ from pathlib import Path
 
 from gankit.config import Config, DataConfig, LossConfig, ModelConfig, OptimConfig, apply_overrides, from_dict, load_config, read_yaml, to_yaml
 from gankit.data import load_dataset
-from gankit.data.toy import toy_modes
 from gankit.errors import CheckpointError, ConfigError, GankitError, TrainingDiverged
-from gankit.report.html import HtmlReport
-from gankit.report.tensorboard import TensorBoardLog
-from gankit.runs import RunPaths
+from gankit.files import RunPaths, write_atomically
+from gankit.metrics.suite import RunEvaluator
+from gankit.records import warning_record
 from gankit.training import checkpoint as ckpt
-from gankit.apps.evaluate import RunEvaluator
+from gankit.training.callbacks import Evaluation, HtmlReport, LossPlot, MetricsLog, ProgressBar, SampleGrids, TensorBoardLog
 from gankit.training.distributed import World, leave, world_from_env
-from gankit.training.callbacks import Evaluation, LossPlot, MetricsLog, ProgressBar, SampleGrids
-from gankit.training.trainer import Callback, Trainer, resolve_device
+from gankit.training.hooks import Callback
+from gankit.training.trainer import Trainer, resolve_device
 from gankit.training.watchdog import warn, watchdog_callbacks
 
 
@@ -101,7 +100,7 @@ def _resumed_config(run_dir: Path, overrides: list[str]) -> tuple[RunPaths, Conf
 
 def _fit_run(trainer: Trainer, paths: RunPaths, dataset, max_steps: int | None, progress: bool | None) -> RunResult:
     config, world = trainer.config, trainer.world
-    modes = toy_modes(config.data.dataset.removeprefix("toy:"))[0] if config.data.dataset.startswith("toy:") else None
+    modes = dataset.structure.modes.centers if dataset.structure.modes else None
     log = MetricsLog(paths.metrics)
     callbacks = [
         log,
@@ -213,7 +212,7 @@ def _prepare_folder(paths: RunPaths, config: Config, start: Path | None) -> None
     ckpt.remove_interrupted_writes(paths.checkpoints)
     if start is not None:
         _set_aside_later_checkpoints(paths, start)
-    ckpt.write_atomically(paths.config, to_yaml(config).encode())
+    write_atomically(paths.config, to_yaml(config).encode())
 
 
 def _set_aside_later_checkpoints(paths: RunPaths, start: Path) -> None:
@@ -256,7 +255,7 @@ def _fit_with_rollbacks(trainer: Trainer, paths: RunPaths, callbacks: list[Callb
             )
             if trainer.world.is_main:  # every rank rolls back alike; one reports it
                 warn(message)
-                log.write({"step": trainer.step, "epoch": trainer.epoch, "warning": "divergence", "message": message, "rollback": rollbacks})
+                log.write(warning_record(trainer.step, trainer.epoch, "divergence", message, rollback=rollbacks))
         except OSError as err:
             kept = "the last checkpoint is intact" if ckpt.list_checkpoints(paths.checkpoints) else "no checkpoint had been saved yet"
             raise GankitError(

@@ -19,43 +19,24 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-import gankit
+from gankit._version import __version__
 from gankit.config import Config, OptimConfig
 from gankit.data import Dataset, to_model_range
+from gankit.data.dataset import POINTS_EVALUATION_SIZE
 from gankit.errors import CheckpointError, DataError, GankitError, TrainingDiverged, TrainingInterrupted
+from gankit.files import RunPaths
 from gankit.losses import build_objective
 from gankit.models import build_models
+from gankit.models.sampling import cycled_labels, eval_mode
 from gankit.regularizers import add_instance_noise, clip_weights, gradient_penalty, instance_noise_std, r1_penalty
 from gankit.training import checkpoint as ckpt
 from gankit.training.distributed import SINGLE, World, average, broadcast_module
 from gankit.training.ema import EMA
+from gankit.training.hooks import Callback
 from gankit.training.precision import NetworkUpdate, autocast, effective_precision
 
 STAT_NAMES = ("d_loss", "g_loss", "d_real", "d_fake")
-TOY_SAMPLE_COUNT = 2500  # the mode-collapse literature's evaluation size
 CUBLAS_DETERMINISTIC_WORKSPACE = ":4096:8"  # one of the two settings NVIDIA documents as reproducible
-
-
-class Callback:
-    """Something done on a schedule around the loop; override the moments you need.
-
-    Under torchrun only rank 0 runs callbacks, except those that decide for every rank (a
-    divergence check must stop all processes alike): they set `on_every_rank`.
-    """
-
-    on_every_rank = False
-
-    def on_train_start(self, trainer: Trainer) -> None:
-        pass
-
-    def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
-        pass
-
-    def on_epoch_end(self, trainer: Trainer) -> None:
-        pass
-
-    def on_train_end(self, trainer: Trainer) -> None:
-        pass
 
 
 def build_optimizer(params, lr: float, config: Config) -> torch.optim.Optimizer:
@@ -170,12 +151,8 @@ class Trainer:
     def fixed_samples(self) -> Tensor:
         """Samples from the fixed noise, so pictures at different epochs are comparable."""
         self.update_g.sync_master_buffers()
-        sampler = self.sampler
-        was_training = sampler.training
-        sampler.eval()
-        samples = sampler(self.fixed_z, self.fixed_labels)
-        sampler.train(was_training)
-        return samples
+        with eval_mode(self.sampler) as sampler:
+            return sampler(self.fixed_z, self.fixed_labels)
 
     # --- one step ---------------------------------------------------------------------------
     def train_step(self) -> None:
@@ -281,11 +258,10 @@ class Trainer:
         return to_model_range(self.data.samples[indices]), labels
 
     def _fixed_inputs(self) -> tuple[Tensor, Tensor | None]:
-        count = TOY_SAMPLE_COUNT if len(self.data.sample_shape) == 1 else self.config.train.sample_grid
+        count = POINTS_EVALUATION_SIZE if self.data.structure.kind == "points" else self.config.train.sample_grid
         rng = torch.Generator(self.device).manual_seed(self.config.train.seed + 2)
         z = torch.randn(count, self.G.z_dim, device=self.device, generator=rng)
-        labels = torch.arange(count, device=self.device) % self.G.num_classes if self.G.num_classes else None
-        return z, labels
+        return z, cycled_labels(count, self.G.num_classes, self.device)
 
     # --- the loop ----------------------------------------------------------------------------
     def fit(self, run_dir: Path, callbacks: list[Callback], max_steps: int | None = None) -> None:
@@ -309,7 +285,7 @@ class Trainer:
                 for callback in callbacks:
                     callback.on_epoch_end(self)
             if save_due or finished or self.stop_requested:
-                saved = self.save(run_dir / "checkpoints")
+                saved = self.save(RunPaths(run_dir).checkpoints)
             if self.stop_requested:
                 raise TrainingInterrupted(f"interrupted at step {self.step}; saved {saved}; continue with: gankit train --resume {run_dir}")
         for callback in callbacks:
@@ -377,7 +353,7 @@ class Trainer:
             "opt_g_groups": opt_g_groups,
             "opt_d_groups": opt_d_groups,
             "precision": self.precision,
-            "gankit_version": gankit.__version__,
+            "gankit_version": __version__,
             "torch_version": torch.__version__,
         }
         return tensors, state

@@ -21,16 +21,17 @@ from torch import Tensor
 from tqdm import tqdm
 
 from gankit.config import Config, WatchdogConfig
-from gankit.data import Dataset
-from gankit.data.toy import toy_modes
+from gankit.data import Dataset, Modes
 from gankit.errors import TrainingDiverged
-from gankit.metrics.evaluator import Evaluator, evaluator_for_dataset, load_evaluator
+from gankit.metrics.evaluator import IMAGE_SHAPE, Evaluator, evaluator_for, load_evaluator
 from gankit.metrics.features import extract
 from gankit.metrics.toy import high_quality_histogram, histogram_metrics
+from gankit.models.sampling import cycled_labels, eval_mode
+from gankit.records import RECOVERED_SUFFIX, note_record, warning_record
 from gankit.training.callbacks import MetricsLog
-from gankit.training.trainer import Callback, Trainer
+from gankit.training.hooks import Callback
+from gankit.training.trainer import Trainer
 
-EVALUATOR_SHAPE = (1, 28, 28)
 COVERED_SHARE = 0.25  # a mode or class counts as covered with at least a quarter of its uniform share of the fakes
 PROBE_SEED_OFFSET = 3  # the probe's noise: train.seed + 3, apart from the trainer's streams (+1, +2)
 REMEDIES = (
@@ -67,8 +68,8 @@ class ToyProbe:
     some mode (within 3 std): collapse piles them onto a few modes, while a generator that is
     still blurry early in training keeps them spread over all."""
 
-    def __init__(self, dataset_spec: str):
-        self.centers, self.std = toy_modes(dataset_spec.removeprefix("toy:"))
+    def __init__(self, modes: Modes):
+        self.centers, self.std = modes.centers, modes.std
 
     def __call__(self, trainer: Trainer) -> dict[str, Any]:
         samples = trainer.fixed_samples()
@@ -103,11 +104,8 @@ class ImageProbe:
         sampler = trainer.sampler
         rng = torch.Generator(trainer.device).manual_seed(self.seed)
         z = torch.randn(self.num_samples, sampler.z_dim, device=trainer.device, generator=rng)
-        labels = torch.arange(self.num_samples, device=trainer.device) % sampler.num_classes if sampler.num_classes else None
-        was_training = sampler.training
-        sampler.eval()
-        fakes = sampler(z, labels)
-        sampler.train(was_training)
+        with eval_mode(sampler):
+            fakes = sampler(z, cycled_labels(self.num_samples, sampler.num_classes, trainer.device))
         features, logits = extract(self.evaluator, fakes)
         num_classes = logits.shape[1]
         counts = torch.bincount(logits.argmax(1), minlength=num_classes)
@@ -150,7 +148,7 @@ class ModeCollapseWatchdog(Callback):
         self.failed_checks = self.failed_checks + 1 if too_narrow else 0
         where = f"at step {trainer.step} (epoch {trainer.epoch}): {self.probe.describe(numbers)}"
         if warned and not too_narrow:
-            self._announce(trainer, "note", "mode-collapse-recovered", f"mode coverage recovered {where}", numbers)
+            self._announce(trainer, "note", f"mode-collapse{RECOVERED_SUFFIX}", f"mode coverage recovered {where}", numbers)
         elif self.failed_checks == settings.patience:
             message = (
                 f"mode collapse suspected {where}, "
@@ -160,10 +158,11 @@ class ModeCollapseWatchdog(Callback):
             )
             self._announce(trainer, "warning", "mode-collapse", message, numbers)
 
-    def _announce(self, trainer: Trainer, label: str, kind: str, message: str, numbers: dict[str, Any]) -> None:
+    def _announce(self, trainer: Trainer, label: str, event: str, message: str, numbers: dict[str, Any]) -> None:
         """One stderr line ("gankit: LABEL: ...") and the same message, with the numbers, in metrics.jsonl."""
         warn(message, label)
-        self.log.write({"step": trainer.step, "epoch": trainer.epoch, "warning": kind, "message": message, **numbers})
+        record = note_record if label == "note" else warning_record
+        self.log.write(record(trainer.step, trainer.epoch, event, message, **numbers))
 
 
 def watchdog_callbacks(config: Config, data: Dataset, log: MetricsLog) -> tuple[list[Callback], list[Callback]]:
@@ -173,11 +172,11 @@ def watchdog_callbacks(config: Config, data: Dataset, log: MetricsLog) -> tuple[
     if not settings.every_epochs:
         return before, []
     spec = config.data.dataset
-    if spec.startswith("toy:"):
-        probe: ToyProbe | ImageProbe = ToyProbe(spec)
+    if data.structure.modes is not None:
+        probe: ToyProbe | ImageProbe = ToyProbe(data.structure.modes)
     else:
-        name = config.eval.evaluator or evaluator_for_dataset(spec)
-        if name is None or data.sample_shape != EVALUATOR_SHAPE:
+        name = config.eval.evaluator or evaluator_for(data.structure)
+        if name is None or data.sample_shape != IMAGE_SHAPE:
             warn(f"no evaluator reads {spec} ({'x'.join(map(str, data.sample_shape))} samples); the mode-collapse watchdog is off for this run")
             return before, []
         probe = ImageProbe(load_evaluator(name)[0], data, settings.num_samples, config.train.seed + PROBE_SEED_OFFSET)

@@ -1,9 +1,5 @@
-"""Evaluate a generator against its run's data: feature-space metrics for images, mode counts for
-2-D toys and Stacked MNIST. The real side is computed once and reused, so periodic evaluation
-during training costs only the generated side.
-
-Every result names what it was computed with: feature_extractor, weights_sha256, num_real,
-real_split and num_generated ("none" / 0 where a kind has no network or no real sample)."""
+"""Scoring generated images: feature-space metrics against real training images (computed once),
+in the features of a dataset classifier (the shipped evaluators) or of FID's Inception-v3."""
 
 from __future__ import annotations
 
@@ -14,63 +10,42 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gankit.apps.sample import sample
 from gankit.config import Config
-from gankit.data import load_dataset
-from gankit.data.toy import toy_modes
+from gankit.data import Structure, load_dataset
 from gankit.errors import GankitError
-from gankit.metrics.evaluator import IMAGE_SHAPE, evaluator_for_dataset, load_evaluator
+from gankit.metrics.evaluator import IMAGE_SHAPE, evaluator_for, load_evaluator
 from gankit.metrics.features import extract
 from gankit.metrics.image import evaluate_features
 from gankit.metrics.inception import EXTRACT_BATCH as INCEPTION_BATCH
 from gankit.metrics.inception import INPUT_SIZE, NUM_FEATURES, load_inception
-from gankit.metrics.stacked import stacked_mnist_modes
-from gankit.metrics.toy import toy_metrics
+from gankit.models.sampling import sample
 
-TOY_SAMPLES = 2_500  # the mode-collapse literature's evaluation sizes
-STACKED_SAMPLES = 26_000
 REAL_SUBSET_SEED = 0
 INCEPTION_PREFIX = "inception:"
 CLASS_METRICS = ("is_mean", "is_std", "is_real_mean", "class_kl", "classes_covered")  # what needs a dataset classifier
 SPEED_PROBE_IMAGES = 2
 
 
-class RunEvaluator:
-    """Scores generators trained on `config`'s data; call it with a generator.
-
-    evaluator: a shipped classifier name, a .safetensors path, or "inception:PATH" (FID's
+class ImageScorer:
+    """evaluator: a shipped classifier name, a .safetensors path, or "inception:PATH" (FID's
     Inception-v3 with the user's weights file; a pickled .pth needs trust). With Inception the
     feature metrics (FID, KID, precision/recall, density/coverage, memorization) use its pool3
     features, and the class metrics (IS, class KL, classes covered) stay on the dataset's own
-    classifier, or are omitted when none fits the data. say: where progress lines go.
-    """
+    classifier, or are omitted when none fits the data. say: where progress lines go."""
 
-    def __init__(self, config: Config, evaluator: str | None = None, *, trust: bool = False, say: Callable[[str], None] = print):
+    def __init__(self, config: Config, structure: Structure, choice: str | None, trust: bool, say: Callable[[str], None]):
         self.config = config
+        self.structure = structure
         self.say = say
-        spec = config.data.dataset
-        choice = evaluator or config.eval.evaluator
         self.about: dict[str, Any] = {}
-        if spec.startswith("toy:"):
-            self.kind = "toy"
-            _refuse_inception(choice, "2-D toys are scored against their known modes")
-            self.modes, self.std = toy_modes(spec.removeprefix("toy:"))
-            self.about |= {
-                "feature_extractor": "none (2-D points against the mixture's known modes)",
-                "weights_sha256": "none",
-                "num_real": 0,
-                "real_split": "none: the mixture's modes and std are known exactly",
-            }
-            return
-        self.kind = "stacked" if spec.startswith("stacked-mnist") else "image"
-        if self.kind == "stacked":
-            _refuse_inception(choice, "Stacked MNIST is scored by counting digit triples with the MNIST classifier")
-        if self.kind == "image" and choice and choice.startswith(INCEPTION_PREFIX):
+        if choice and choice.startswith(INCEPTION_PREFIX):
             self._use_inception(choice.removeprefix(INCEPTION_PREFIX), trust)
         else:
-            name = "mnist" if self.kind == "stacked" else choice or evaluator_for_dataset(spec)
+            name = choice or evaluator_for(structure)
             if name is None:
-                raise GankitError(f"no shipped evaluator fits dataset {spec}; pass --evaluator fashion-mnist|mnist|PATH.safetensors|inception:PATH (see `gankit evaluator train`)")
+                raise GankitError(
+                    f"no shipped evaluator fits dataset {config.data.dataset}; pass --evaluator fashion-mnist|mnist|PATH.safetensors|inception:PATH (see `gankit evaluator train`)"
+                )
             self.evaluator, info = load_evaluator(name)
             self.feature_net = self.evaluator
             self.about |= {
@@ -78,10 +53,12 @@ class RunEvaluator:
                 "weights_sha256": info.sha256,
                 "evaluator_held_out_accuracy": info.test_accuracy,
             }
-        if self.kind == "stacked":
-            self.about |= {"num_real": 0, "real_split": "none: digit triples are scored against the uniform distribution over 1000 modes"}
-        else:
-            self._prepare_real()
+        self._prepare_real()
+
+    def __call__(self, generator: nn.Module, num_samples: int | None, seed: int) -> tuple[dict[str, Any], int]:
+        fakes, _ = sample(generator, num_samples or self.config.eval.num_samples, seed=seed)
+        self._check_shape(tuple(fakes.shape[1:]), "this generator")
+        return self._score(*self._features_and_logits(fakes, "generated")), len(fakes)
 
     def _use_inception(self, path: str, trust: bool) -> None:
         self.feature_net, info = load_inception(path, trust=trust)
@@ -93,7 +70,7 @@ class RunEvaluator:
             "weights_sha256": info.sha256,
             "weights_origin": info.describe_origin(),
         }
-        name = evaluator_for_dataset(self.config.data.dataset)
+        name = evaluator_for(self.structure)
         if name is None:
             self.evaluator = None
             self.about["class_metrics"] = "omitted (IS, class_kl, classes_covered): no dataset classifier fits this data; collapse_suspected uses recall only"
@@ -108,21 +85,6 @@ class RunEvaluator:
         order = torch.randperm(len(data), generator=torch.Generator().manual_seed(REAL_SUBSET_SEED))[:count]
         self.real_features, self.real_logits = self._features_and_logits(data.samples[order], "real")
         self.about |= {"num_real": count, "real_split": f"{self.config.data.dataset} train split: {count} of {len(data)} images (torch.randperm seeded {REAL_SUBSET_SEED})"}
-
-    def __call__(self, generator: nn.Module, *, num_samples: int | None = None, seed: int = 0) -> dict[str, Any]:
-        """{"metrics": {...}, plus what they were computed with: extractor, hashes, counts, seconds}."""
-        start = time.perf_counter()
-        if self.kind == "toy":
-            fakes, _ = sample(generator, TOY_SAMPLES, seed=seed)
-            metrics = toy_metrics(fakes, self.modes, self.std)
-        elif self.kind == "stacked":
-            fakes, _ = sample(generator, STACKED_SAMPLES, seed=seed)
-            metrics = stacked_mnist_modes(fakes, self.evaluator)
-        else:
-            fakes, _ = sample(generator, num_samples or self.config.eval.num_samples, seed=seed)
-            self._check_shape(tuple(fakes.shape[1:]), "this generator")
-            metrics = self._score(*self._features_and_logits(fakes, "generated"))
-        return {"metrics": metrics, **self.about, "num_generated": len(fakes), "sample_seed": seed, "seconds": round(time.perf_counter() - start, 2)}
 
     def _check_shape(self, shape: tuple[int, ...], what: str) -> None:
         if self.evaluator is not None and tuple(shape) != IMAGE_SHAPE:
@@ -144,7 +106,8 @@ class RunEvaluator:
         return {key: value for key, value in metrics.items() if key not in CLASS_METRICS}
 
 
-def _refuse_inception(choice: str | None, why: str) -> None:
+def refuse_inception(choice: str | None, why: str) -> None:
+    """For data that other scorers judge: an Inception choice is a mistake worth one clear line."""
     if choice and choice.startswith(INCEPTION_PREFIX):
         raise GankitError(f"--evaluator inception:... scores image datasets; {why}: leave --evaluator out")
 
@@ -161,11 +124,3 @@ def _measure_speed(network: nn.Module) -> float:
 def _expected_time(count: int, images_per_second: float) -> str:
     minutes = count / images_per_second / 60
     return f"expect about {minutes:.1f} min at {images_per_second:.1f} images/s (measured here; -n and eval.num_real trade precision for time)"
-
-
-def format_table(result: dict[str, Any]) -> str:
-    """The metrics as aligned lines, then what they were computed with."""
-    rows = [(key, f"{value:.4f}" if isinstance(value, float) else str(value)) for key, value in result["metrics"].items()]
-    rows += [(key, str(value)) for key, value in result.items() if key != "metrics"]
-    width = max(len(key) for key, _ in rows)
-    return "\n".join(f"{key:<{width}}  {value}" for key, value in rows)
