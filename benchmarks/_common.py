@@ -29,6 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from gankit.config import load_config
+from gankit.training.precision import synchronize
 from gankit.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -307,11 +308,6 @@ def mlp(widths: tuple[int, ...], last: nn.Module) -> nn.Sequential:
     for index, (width_in, width_out) in enumerate(zip(widths, widths[1:])):
         layers += [nn.Linear(width_in, width_out), last if index == len(widths) - 2 else nn.ReLU()]
     return nn.Sequential(*layers)
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class TextbookGAN:

@@ -62,14 +62,13 @@ def batchnorm_errors(steps: int, variant: str) -> dict[str, float]:
     norms = [m for m in trainer.G.modules() if isinstance(m, nn.BatchNorm2d)]
     batch_stats: list[tuple[Tensor, Tensor]] = []
     hooks = [m.register_forward_hook(lambda m, i, o: batch_stats.append((i[0].mean((0, 2, 3)), i[0].var((0, 2, 3))))) for m in norms]
-    probe = nn.Module.train(trainer.G, True)
     running = [(m.running_mean.clone(), m.running_var.clone()) for m in norms]
     with torch.no_grad():
-        probe(torch.randn(2048, trainer.G.z_dim, generator=torch.Generator().manual_seed(5)))
+        trainer.G.train()(torch.randn(2048, trainer.G.z_dim, generator=torch.Generator().manual_seed(5)))
     for hook in hooks:
         hook.remove()
-    means = torch.cat([median_relative_error(r[0], b[0]) * torch.ones(1) for r, b in zip(running, batch_stats)])
-    variances = torch.cat([median_relative_error(r[1], b[1]) * torch.ones(1) for r, b in zip(running, batch_stats)])
+    means = torch.tensor([median_relative_error(r[0], b[0]) for r, b in zip(running, batch_stats)])
+    variances = torch.tensor([median_relative_error(r[1], b[1]) for r, b in zip(running, batch_stats)])
     return {"running_mean_error": float(means.median()), "running_var_error": float(variances.median())}
 
 

@@ -31,10 +31,11 @@ from torch.profiler import profile as torch_profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import D_WIDTHS, G_WIDTHS, PRESETS, TextbookGAN, gankit_loop, machine_description, synchronize  # noqa: E402
+from _common import D_WIDTHS, G_WIDTHS, PRESETS, TextbookGAN, gankit_loop, machine_description  # noqa: E402
 
 from gankit.config import load_config  # noqa: E402
 from gankit.data import load_dataset  # noqa: E402
+from gankit.training.precision import synchronize  # noqa: E402
 
 def images_per_second(run: Callable[[int], int], steps: int, repeats: int) -> float:
     run(max(10, steps // 5))  # warm-up: allocator, Adam state, caches

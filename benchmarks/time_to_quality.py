@@ -35,6 +35,7 @@ from gankit.data import load_dataset, to_model_range  # noqa: E402
 from gankit.metrics.evaluator import load_evaluator  # noqa: E402
 from gankit.metrics.features import extract  # noqa: E402
 from gankit.metrics.image import fid  # noqa: E402
+from gankit.models.sampling import eval_mode  # noqa: E402
 from gankit.training.trainer import Trainer  # noqa: E402
 
 
@@ -57,11 +58,8 @@ class FidScorer:
 
 def eval_mode_draw(generator: nn.Module) -> Callable[[Tensor], Tensor]:
     def draw(z: Tensor) -> Tensor:
-        was_training = generator.training
-        generator.eval()
-        out = generator(z)
-        generator.train(was_training)
-        return out
+        with eval_mode(generator) as sampler:
+            return sampler(z)
 
     return draw
 
