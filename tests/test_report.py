@@ -49,8 +49,9 @@ def make_folder(root: Path, records: list[dict], config: str = "name: crafted\nt
     return root
 
 
-def log_record(step: int, images_per_s: float = 100.0) -> dict:
-    return {"step": step, "epoch": 0, "d_loss": 1.0 + step, "g_loss": 0.5, "d_real": 0.6, "d_fake": 0.4, "g_grad_norm": 1.0, "d_grad_norm": 2.0, "images_per_s": images_per_s}
+def log_record(step: int, images_per_s: float = 100.0, seconds: float = 1.0) -> dict:
+    return {"kind": "train", "version": 1, "step": step, "epoch": 0, "d_loss": 1.0 + step, "g_loss": 0.5, "d_real": 0.6, "d_fake": 0.4,
+            "g_grad_norm": 1.0, "d_grad_norm": 2.0, "images_per_s": images_per_s, "seconds": seconds}
 
 
 def test_report_holds_every_part_of_the_run(tiny_run, tmp_path):
@@ -90,12 +91,12 @@ def test_long_runs_are_thinned_to_a_bounded_curve(tmp_path):
     assert points[-1].split(",")[0] == "512.0"  # the last step is kept: the curve reaches the right edge
 
 
-def test_timing_from_logged_throughput(tmp_path):
-    # 10 steps of 10 images at 100/s (1 s), then 10 more at 50/s (2 s)
-    folder = make_folder(tmp_path / "run", [log_record(10, 100.0), log_record(20, 50.0), {"step": 20, "epoch": 1, "eval": {"fid": 3.0}, "seconds": 65}])
+def test_timing_sums_the_logged_windows(tmp_path):
+    records = [log_record(10, 100.0, seconds=1.0), log_record(20, 50.0, seconds=2.0), {"kind": "eval", "version": 1, "step": 20, "epoch": 1, "eval": {"fid": 3.0}, "seconds": 65}]
+    folder = make_folder(tmp_path / "run", records)
     html = write_report(folder).read_text()
     assert "<td>images/s (median of log windows)</td><td>75</td>" in html
-    assert "<td>training time (from logged throughput)</td><td>3.0 s</td>" in html
+    assert "<td>training time (sum of log windows)</td><td>3.0 s</td>" in html
     assert "<td>evaluation time during training</td><td>1 min 05 s</td>" in html
 
 

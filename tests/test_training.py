@@ -181,9 +181,9 @@ def test_run_folder_layout_and_metrics(tmp_path):
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [2, 3, 4, 6]  # every 2 steps, plus each epoch end
     for record in records:
-        assert {"step", "epoch", "d_loss", "g_loss", "d_real", "d_fake", "g_grad_norm", "d_grad_norm", "images_per_s"} <= record.keys()
+        assert {"step", "epoch", "d_loss", "g_loss", "d_real", "d_fake", "g_grad_norm", "d_grad_norm", "images_per_s", "seconds"} <= record.keys()
         assert 0 < record["d_real"] < 1 and 0 < record["d_fake"] < 1  # probabilities from the Sigmoid D
-        assert record["images_per_s"] > 0 and record["g_grad_norm"] > 0
+        assert record["images_per_s"] > 0 and record["seconds"] > 0 and record["g_grad_norm"] > 0
     assert [p.name for p in ckpt.list_checkpoints(run / "checkpoints")] == ["step-00000003.safetensors", "step-00000006.safetensors"]
 
 

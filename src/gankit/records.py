@@ -1,7 +1,8 @@
 """metrics.jsonl, one JSON object per line: the one definition of its record kinds, for writers and readers.
 
 Every record has "kind", "version", "step" and "epoch". The kinds:
-  train    one log window: d_loss, g_loss, d_real, d_fake, g_grad_norm, d_grad_norm, images_per_s
+  train    one log window: d_loss, g_loss, d_real, d_fake, g_grad_norm, d_grad_norm, images_per_s,
+           seconds (the window's wall-clock time; older files lack it and their report has no training-time row)
   eval     "eval": {metric: value}, "seconds"
   warning  "warning": the event (mode-collapse, divergence), "message", and the numbers behind it
   note     like a warning, for good news (mode-collapse-recovered); its event is under "warning" too,

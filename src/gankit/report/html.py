@@ -80,7 +80,7 @@ def render_report(paths: RunPaths) -> str:
         _section("Samples from fixed noise", _sample_grids(paths.samples)),
         _section("Training curves", _training_curves(training)),
         _section("Metrics", _metric_curves(evaluations) + _latest_evaluation(evaluations, paths.root / "eval.json")),
-        _section("Timing", _timing(training, evaluations, config)),
+        _section("Timing", _timing(training, evaluations)),
         _section(f"Warnings ({len(warnings)})", _warnings(warnings)),
         _section("Config", f"<pre>{escape(config_text)}</pre>"),
     ]
@@ -240,30 +240,18 @@ def _latest_evaluation(evaluations: list[dict], eval_json: Path) -> str:
     )
 
 
-def _timing(training: list[dict], evaluations: list[dict], config: dict[str, Any]) -> str:
+def _timing(training: list[dict], evaluations: list[dict]) -> str:
     rates = [r["images_per_s"] for r in training if _is_number(r.get("images_per_s")) and r["images_per_s"] > 0]
     if not rates:
         return "<p class=\"muted\">No throughput logged yet.</p>"
     rows = [("images/s (median of log windows)", f"{statistics.median(rates):,.0f}")]
-    images_per_step = config.get("train", {}).get("batch_size", 0) * config.get("stabilizers", {}).get("n_critic", 1)
-    if images_per_step:
-        seconds = _training_seconds(training, images_per_step)
-        rows.append(("training time (from logged throughput)", _duration(seconds)))
+    training_seconds = sum(r["seconds"] for r in training if _is_number(r.get("seconds")))
+    if training_seconds:
+        rows.append(("training time (sum of log windows)", _duration(training_seconds)))
     evaluation_seconds = sum(r.get("seconds", 0) for r in evaluations)
     if evaluation_seconds:
         rows.append(("evaluation time during training", _duration(evaluation_seconds)))
     return _table(rows)
-
-
-def _training_seconds(training: list[dict], images_per_step: int) -> float:
-    """Each log window's images over its images/s; a resume restarts the count at its own step."""
-    seconds, previous_step = 0.0, 0
-    for record in training:
-        steps = record["step"] - previous_step
-        if steps > 0 and _is_number(record.get("images_per_s")) and record["images_per_s"] > 0:
-            seconds += steps * images_per_step / record["images_per_s"]
-        previous_step = record["step"]
-    return seconds
 
 
 def _duration(seconds: float) -> str:

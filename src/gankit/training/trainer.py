@@ -303,6 +303,7 @@ class Trainer:
         record["g_grad_norm"] = _grad_norm(self.G)
         record["d_grad_norm"] = _grad_norm(self.D)
         record["images_per_s"] = window.images / elapsed if elapsed > 0 else 0.0
+        record["seconds"] = elapsed
         self._window = self._new_window()
         if not all(map(math.isfinite, means)):
             raise TrainingDiverged(
