@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from gankit.config import load_config
+from gankit.config import apply_overrides, from_dict, load_config
 from gankit.training.precision import synchronize
 from gankit.training.trainer import Trainer
 
@@ -61,6 +61,7 @@ class Row:
     steps: int | None = None
     seconds: float | None = None
     note: str = ""
+    score_overrides: tuple[str, ...] = ()  # applied to the config only for scoring, e.g. a fuller reference set
 
 
 @dataclass
@@ -94,7 +95,8 @@ def run_one(job: Job) -> dict[str, Any]:
             result = gankit.train(config, out_dir=out, max_steps=row.steps, device="cpu", progress=False)
         train_seconds = time.perf_counter() - start
         generator = gankit.load(result.run_dir)
-        evaluation = RunEvaluator(config)(generator, seed=0)
+        scoring = from_dict(apply_overrides(config.model_dump(mode="json"), list(row.score_overrides))) if row.score_overrides else config
+        evaluation = RunEvaluator(scoring)(generator, seed=0)
         return {
             "row": row.name,
             "config": row.config,

@@ -1,5 +1,6 @@
-"""The speed ablation's LeanGAN, with every switch on, is the Trainer's step: one step from the same
-weights, real batch and z leaves G and D with the Trainer's weights (benchmarks/ablation.py)."""
+"""Benchmark code that a figure depends on: the speed ablation's LeanGAN, with every switch on, is the
+Trainer's step (one step from the same weights, real batch and z leaves G and D with the Trainer's
+weights; benchmarks/ablation.py), and the emoji benchmark's 10% subset is stratified."""
 
 import sys
 
@@ -40,3 +41,19 @@ def test_lean_gan_all_on_steps_as_the_trainer_does(tiny_npz, monkeypatch):
     for twin, network in ((lean.generator, trainer.G), (lean.discriminator, trainer.D)):
         for mine, theirs in zip(twin.parameters(), network.parameters()):
             torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_emoji_subset_keeps_a_tenth_of_every_class(tmp_path):
+    import emoji_quality as emoji
+
+    source = tmp_path / "source"
+    for name, count in (("big", 50), ("small", 4)):
+        (source / name).mkdir(parents=True)
+        for index in range(count):
+            (source / name / f"{index}.png").write_bytes(b"png")
+    subset = emoji.stratified_subset(source, tmp_path / "subset", 0.1)
+    assert sorted(p.name for p in subset.iterdir()) == ["big", "small"]
+    picked = {name: sorted((subset / name).iterdir()) for name in ("big", "small")}
+    assert len(picked["big"]) == 5 and len(picked["small"]) == 1  # a class never vanishes
+    assert all(link.is_symlink() and link.resolve().parent == source / link.parent.name for links in picked.values() for link in links)
+    assert emoji.stratified_subset(source, tmp_path / "subset", 0.5) == subset and len(list((subset / "big").iterdir())) == 5  # made once
