@@ -78,6 +78,9 @@ class Objective:
     g_loss: Callable[[Tensor], Tensor]
     read_out: Callable[[Tensor], Tensor]
     """Maps scores to what is logged as D(x): a probability for the BCE family, the raw score otherwise."""
+    verdict: Callable[[Tensor], Tensor] | None = None
+    """Maps scores to a margin whose sign is D's call (positive: real), in logit space for the BCE family;
+    ADA steers by it. None where the scores have no fixed zero (a Wasserstein critic's offset is free)."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,11 @@ class Loss:
     label_smoothing: bool = False
     implied: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def gives_verdicts(self) -> bool:
+        """Whether the sign of D's scores says real or fake (the objective has a `verdict`)."""
+        return self.build(self.score_spaces[0], 1.0).verdict is not None
+
 
 def _identity(scores: Tensor) -> Tensor:
     return scores
@@ -100,24 +108,29 @@ def _identity(scores: Tensor) -> Tensor:
 
 def _bce(g_loss: Callable[[Tensor, ScoreSpace], Tensor]) -> Callable[[ScoreSpace, float], Objective]:
     def build(space: ScoreSpace, real_target: float) -> Objective:
-        read_out = torch.sigmoid if space == "logits" else _identity
-        return Objective(lambda real, fake: bce_d_loss(real, fake, space, real_target), lambda fake: g_loss(fake, space), read_out)
+        read_out, verdict = (torch.sigmoid, _identity) if space == "logits" else (_identity, torch.logit)
+        return Objective(lambda real, fake: bce_d_loss(real, fake, space, real_target), lambda fake: g_loss(fake, space), read_out, verdict)
 
     return build
 
 
-def _critic(d_loss: Callable[[Tensor, Tensor], Tensor]) -> Callable[[ScoreSpace, float], Objective]:
-    return lambda space, real_target: Objective(d_loss, wasserstein_g_loss, _identity)
+def _critic(d_loss: Callable[[Tensor, Tensor], Tensor], verdict: Callable[[Tensor], Tensor] | None = None) -> Callable[[ScoreSpace, float], Objective]:
+    return lambda space, real_target: Objective(d_loss, wasserstein_g_loss, _identity, verdict)
+
+
+def _lsgan(space: ScoreSpace, real_target: float) -> Objective:
+    """The 0-1 coding: D calls a sample real above the midpoint of its targets."""
+    return Objective(lambda real, fake: lsgan_d_loss(real, fake, real_target), lsgan_g_loss, _identity, lambda scores: scores - real_target / 2)
 
 
 BOTH_SPACES = ("logits", "probabilities")
 LOSSES: dict[str, Loss] = {
     "minimax": Loss(_bce(minimax_g_loss), BOTH_SPACES, label_smoothing=True),
     "non-saturating": Loss(_bce(non_saturating_g_loss), BOTH_SPACES, label_smoothing=True),
-    "lsgan": Loss(lambda space, real_target: Objective(lambda real, fake: lsgan_d_loss(real, fake, real_target), lsgan_g_loss, _identity), label_smoothing=True),
+    "lsgan": Loss(_lsgan, label_smoothing=True),
     "wgan": Loss(_critic(wasserstein_d_loss), implied={"weight_clip": 0.01}),
     "wgan-gp": Loss(_critic(wasserstein_d_loss), implied={"gradient_penalty": 10.0}),
-    "hinge": Loss(_critic(hinge_d_loss)),
+    "hinge": Loss(_critic(hinge_d_loss, _identity)),
 }
 
 
