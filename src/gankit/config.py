@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gankit.diffaugment import POLICIES
 from gankit.errors import ConfigError
 from gankit.losses import LOSSES, losses_that
 from gankit.models import BUILDERS
@@ -73,6 +74,32 @@ class StabilizerConfig(_Section):
     n_critic: int = Field(1, gt=0, le=100, description="D updates per step")
     g_steps: int = Field(1, gt=0, le=100, description="G updates per step: the first on the last D update's fakes, the rest on fresh noise (PacGAN's Stacked MNIST code: 2)")
     pack: int = Field(1, gt=0, description="PacGAN: D judges this many samples at once")
+    diffaugment: list[str] = Field(
+        [], description=f"DiffAugment: policies applied to every image D sees, real and fake ({', '.join(POLICIES)}; a list or a comma string); empty: off"
+    )
+    ada_target: float | None = Field(
+        None, gt=0, lt=1, description="ADA: apply DiffAugment with a probability p steered so E[sign(D's logit on reals)] stays near this (paper: 0.6); None: p = 1"
+    )
+    ada_interval: int = Field(4, gt=0, description="ADA: D steps between adjustments of p")
+    ada_speed_images: int = Field(
+        100_000, gt=0, description="ADA: images D sees while p moves by 1 (the paper's 500k suits runs of millions of images; 100k lets p settle within a short run)"
+    )
+
+    @field_validator("diffaugment", mode="before")
+    @classmethod
+    def _split_policies(cls, value: Any) -> Any:
+        """Accept "color,cutout" as well as a list; null and "" mean off."""
+        if value is None:
+            return []
+        return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+
+    @field_validator("diffaugment")
+    @classmethod
+    def _known_policies(cls, value: list[str]) -> list[str]:
+        unknown = [name for name in value if name not in POLICIES]
+        if unknown:
+            raise ValueError(f"unknown DiffAugment policy {unknown[0]!r}; choose from {', '.join(POLICIES)}, comma-separated")
+        return value
 
 
 class OptimConfig(_Section):
@@ -164,6 +191,11 @@ class Config(_Section):
             raise ValueError(f"eval.best_metric={self.eval.best_metric} needs eval.every_epochs > 0 to have something to compare")
         if stab.pack > 1 and model.conditional:
             raise ValueError("stabilizers.pack>1 cannot be combined with model.conditional=true; pick one")
+        if stab.ada_target is not None and not stab.diffaugment:
+            raise ValueError(f"stabilizers.ada_target adapts how often DiffAugment applies; also set stabilizers.diffaugment={','.join(POLICIES)}")
+        if stab.ada_target is not None and not loss.gives_verdicts:
+            suited = ", ".join(losses_that(lambda entry: entry.gives_verdicts))
+            raise ValueError(f"stabilizers.ada_target steers by the sign of D's scores, which a {self.loss.name} critic does not fix; use it with {suited}")
         return self
 
 

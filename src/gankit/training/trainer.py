@@ -23,7 +23,8 @@ from gankit._version import __version__
 from gankit.config import Config, OptimConfig
 from gankit.data import Dataset, to_model_range
 from gankit.data.dataset import POINTS_EVALUATION_SIZE
-from gankit.errors import CheckpointError, DataError, GankitError, TrainingDiverged, TrainingInterrupted
+from gankit.diffaugment import AdaptiveProbability, diff_augment
+from gankit.errors import CheckpointError, ConfigError, DataError, GankitError, TrainingDiverged, TrainingInterrupted
 from gankit.files import RunPaths
 from gankit.losses import build_objective
 from gankit.models import build_models
@@ -36,6 +37,7 @@ from gankit.training.hooks import Callback
 from gankit.training.precision import NetworkUpdate, autocast, effective_precision
 
 STAT_NAMES = ("d_loss", "g_loss", "d_real", "d_fake")
+ADA_NAMES = ("augment_p", "ada_rt")  # logged as they stand at the log line, not averaged over the window
 CUBLAS_DETERMINISTIC_WORKSPACE = ":4096:8"  # one of the two settings NVIDIA documents as reproducible
 
 
@@ -108,6 +110,8 @@ class Trainer:
                 + (f" in packs of {stab.pack}" if stab.pack > 1 else "")
             )
         self.local_batch = train.batch_size // world.size
+        if stab.diffaugment and dataset.structure.kind == "points":
+            raise ConfigError(f"stabilizers.diffaugment transforms images, and {dataset.name} holds 2-D points; unset stabilizers.diffaugment")
         use_deterministic_algorithms(train.deterministic, device)
         torch.manual_seed(train.seed)
         self.data = dataset.to(device)
@@ -127,6 +131,10 @@ class Trainer:
         # Real and fake go through D as one batch unless batch statistics would mix them.
         self.joint_d_pass = not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.D.modules())
         self.ema = EMA(self.G, stab.ema_decay) if stab.ema_decay > 0 else None
+        self.ada = None
+        if stab.ada_target is not None:
+            p_step = train.batch_size * stab.ada_interval / stab.ada_speed_images
+            self.ada = AdaptiveProbability(stab.ada_target, stab.ada_interval, p_step, device)
         self.noise = torch.Generator(device).manual_seed(train.seed + 1)  # z: the same on every rank, each takes its slice
         self.perturb = self.noise if world.size == 1 else torch.Generator(device)  # instance noise, GP mixing: per rank
         self.step = 0
@@ -194,11 +202,17 @@ class Trainer:
 
         return critic
 
+    def _d_input(self, x: Tensor) -> Tensor:
+        """What D sees of a batch, real or fake: DiffAugment (each op with ADA's probability p), then instance noise.
+
+        Fakes go through the same differentiable ops in G's step, so G learns through them."""
+        x = diff_augment(x, self.config.stabilizers.diffaugment, self.perturb, self.ada.p if self.ada else None)
+        return add_instance_noise(x, self._noise_std(), self.perturb)
+
     def _d_step(self, real: Tensor, fake: Tensor, labels: Tensor | None, batch_index: int) -> tuple[Tensor, Tensor, Tensor]:
+        """One D update on augmented inputs; GP and R1 see D's inputs as they are (augmented), as in StyleGAN2-ADA."""
         stab = self.config.stabilizers
-        std = self._noise_std()
-        real_in = add_instance_noise(real, std, self.perturb)
-        fake_in = add_instance_noise(fake, std, self.perturb)
+        real_in, fake_in = self._d_input(real), self._d_input(fake)
         critic = self._critic(labels)
         if self.joint_d_pass:
             joint_labels = None if labels is None else torch.cat([labels, labels])
@@ -213,15 +227,23 @@ class Trainer:
         if stab.r1 and batch_index % stab.r1_every == 0:
             total = total + 0.5 * stab.r1 * stab.r1_every * r1_penalty(critic, real_in, scale)
         self.update_d.step(total)
+        if self.ada:
+            self._steer_augmentation(real_scores, batch_index)
         if stab.weight_clip:
             clip_weights(self.D, stab.weight_clip)
             self.update_d.sync_compute()
         read_out = self.objective.read_out
         return loss.detach(), read_out(real_scores.detach()).mean(), read_out(fake_scores.detach()).mean()
 
+    def _steer_augmentation(self, real_scores: Tensor, batch_index: int) -> None:
+        """ADA: count D's verdicts on the reals; every ada_interval D steps, move p (all ranks alike)."""
+        self.ada.observe(self.objective.verdict(real_scores.detach()))
+        if (batch_index + 1) % self.ada.interval == 0:
+            self.ada.adjust(lambda sums: average(sums, self.world))
+
     def _g_step(self, fake: Tensor, labels: Tensor | None) -> Tensor:
         self.update_d.compute.requires_grad_(False)
-        loss = self.objective.g_loss(self._critic(labels)(add_instance_noise(fake, self._noise_std(), self.perturb)))
+        loss = self.objective.g_loss(self._critic(labels)(self._d_input(fake)))
         self.update_g.step(loss)
         self.update_d.compute.requires_grad_(True)
         if self.ema:
@@ -297,17 +319,19 @@ class Trainer:
     def _close_window(self) -> dict[str, Any]:
         """Average the window's stats (one host sync), refuse NaN/Inf, start a new window."""
         window = self._window
-        means = average(window.sums / max(window.steps, 1), self.world).tolist()
+        means = average(window.sums / max(window.steps, 1), self.world)
+        readings = [means, torch.stack([self.ada.p, self.ada.rt])] if self.ada else [means]
+        values = torch.cat(readings).tolist()
         elapsed = time.perf_counter() - window.started
-        record: dict[str, Any] = {"step": self.step, "epoch": self.epoch, **dict(zip(STAT_NAMES, means))}
+        record: dict[str, Any] = {"step": self.step, "epoch": self.epoch, **dict(zip(STAT_NAMES + ADA_NAMES, values))}
         record["g_grad_norm"] = _grad_norm(self.G)
         record["d_grad_norm"] = _grad_norm(self.D)
         record["images_per_s"] = window.images / elapsed if elapsed > 0 else 0.0
         record["seconds"] = elapsed
         self._window = self._new_window()
-        if not all(map(math.isfinite, means)):
+        if not all(map(math.isfinite, values)):
             raise TrainingDiverged(
-                f"training diverged by step {self.step}: d_loss={means[0]}, g_loss={means[1]}; the last good checkpoint is kept. "
+                f"training diverged by step {self.step}: d_loss={values[0]}, g_loss={values[1]}; the last good checkpoint is kept. "
                 "Lower optim.lr_g/lr_d or add a stabilizer (stabilizers.spectral_norm=true, stabilizers.r1=10)"
             )
         return record
@@ -343,6 +367,8 @@ class Trainer:
         tensors |= opt_g_tensors | opt_d_tensors
         tensors["rng.torch"] = torch.get_rng_state()
         tensors["rng.noise"] = self.noise.get_state()
+        if self.ada:
+            tensors |= {f"ada.{k}": v for k, v in self.ada.state().items()}
         if self.device.type == "cuda":
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         state = {
@@ -379,6 +405,8 @@ class Trainer:
         self.update_d.sync_compute(buffers=True)
         torch.set_rng_state(tensors["rng.torch"].cpu())
         self.noise.set_state(tensors["rng.noise"].cpu())
+        if self.ada and "ada.p" in tensors:  # without it (ADA switched on at resume) p starts from 0
+            self.ada.load_state(_section(tensors, "ada"))
         if "rng.cuda" in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda"].cpu(), self.device)
         self.step = int(state["step"])
