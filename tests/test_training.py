@@ -61,18 +61,24 @@ RESUME_CASES = {
     "dcgan-conditional": ["model.name=dcgan", "model.width=8", "model.z_dim=16", "model.conditional=true",
                           "stabilizers.label_smoothing=0.1", "stabilizers.r1=1", "stabilizers.r1_every=2", "stabilizers.g_steps=2",
                           "train.batch_size=16", "train.epochs=2"],
+    # DiffAugment's draws and ADA's p, r_t and sign sums (cut mid-interval)
+    "dcgan-ada": ["model.name=dcgan", "model.width=8", "model.z_dim=16", "stabilizers.diffaugment=color,translation,cutout",
+                  "stabilizers.ada_target=0.2", "stabilizers.ada_interval=5", "stabilizers.ada_speed_images=800", "stabilizers.r1=1",
+                  "train.batch_size=16", "train.epochs=2"],
 }
 
 
 @pytest.mark.parametrize("case", sorted(RESUME_CASES))
 def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, case):
     overrides = ["train.deterministic=true", "train.log_every=3", "train.checkpoint_every=4", *RESUME_CASES[case]]
-    if case == "dcgan-conditional":
+    if case.startswith("dcgan"):
         overrides.append(f"data.dataset={tiny_images(tmp_path)}")
     straight = train("configs/dcgan-fashion.yaml", tmp_path / "straight", overrides=overrides, progress=False)
 
     cut = train("configs/dcgan-fashion.yaml", tmp_path / "cut", overrides=overrides, max_steps=7, progress=False)
     assert cut.step == 7 < straight.step
+    cut_state, _ = ckpt.load_checkpoint(cut.checkpoint)
+    assert cut_state.get("ada.p", 1) > 0, "the ADA case is cut with p already moved"
     resumed = train(resume=tmp_path / "cut", progress=False)
     assert resumed.step == straight.step
 

@@ -222,3 +222,55 @@ def test_n_critic_takes_that_many_d_updates_on_successive_batches(tmp_path):
     expected = [watched.trainer._real_batch(i)[0] for i in range(3)]
     assert all(torch.equal(got, want) for got, want in zip(d_step_inputs, expected))
     assert math.isfinite(watched.totals[-1].item())
+
+
+def image_watched(tmp_path, images, overrides, preset="configs/dcgan-fashion.yaml") -> Watched:
+    """A trainer on a small image set; D without batch norm, so real and fake go through it as one batch."""
+    common = [f"data.dataset=npz:{images}", "model.width=8", "model.d_norm=none", "train.batch_size=32", "train.log_every=1", "watchdog.every_epochs=0"]
+    return Watched(tmp_path, [*common, *overrides], preset=preset)
+
+
+def assert_cut_out(seen: torch.Tensor, clean: torch.Tensor) -> None:
+    """`seen` is `clean` with a square of at most half the side zeroed in each image (clean has no exact zeros)."""
+    assert (clean != 0).all()
+    assert torch.equal(seen, clean * (seen != 0))
+    zeros = (seen == 0).flatten(1).sum(1)
+    side = clean.shape[-1] // 2
+    assert (zeros > 0).all() and (zeros <= side * side * clean.shape[1]).all()
+
+
+def test_diffaugment_reaches_every_d_input_real_and_fake_in_both_steps(tmp_path, tiny_npz):
+    watched = image_watched(tmp_path, tiny_npz, ["stabilizers.diffaugment=cutout", "stabilizers.r1=1"])
+    watch_g(watched)
+    real, _ = watched.trainer._real_batch(0)
+    watched.run_one_step()
+    real_in, fake_in = watched.d_inputs()
+    g_step_in = watched.calls[-1][0]
+    assert_cut_out(real_in, real)
+    assert_cut_out(fake_in, watched.g_output)
+    assert_cut_out(g_step_in, watched.g_output)
+    assert not torch.equal(fake_in, g_step_in), "G's step draws its own augmentation"
+    assert torch.equal(watched.calls[1][0], real_in), "R1 is taken on the augmented reals D was trained on"
+
+
+def force_scores(watched: Watched, scores) -> None:
+    """Make D's outputs `scores(output)` from now on (keeping the graph), after Watched has recorded the real ones."""
+    watched.trainer.D.register_forward_hook(lambda module, args, output: scores(output))
+
+
+def test_ada_steps_p_every_interval_by_batch_times_interval_over_speed(tmp_path, tiny_npz):
+    ada = ["stabilizers.diffaugment=color", "stabilizers.ada_target=0.6", "stabilizers.ada_interval=2", "stabilizers.ada_speed_images=3200"]
+    watched = image_watched(tmp_path, tiny_npz, ada)
+    force_scores(watched, lambda output: output + 100)  # D calls every real real: r_t = 1 > 0.6
+    first, second = watched.run_one_step(), watched.run_one_step()
+    assert (first["augment_p"], second["augment_p"]) == (0.0, pytest.approx(32 * 2 / 3200))
+    assert second["ada_rt"] == 1.0
+
+
+def test_ada_reads_a_sigmoid_ds_outputs_in_logit_space(tmp_path, tiny_npz):
+    """Probabilities of 0.4 are logits below 0: r_t = -1, however positive the raw outputs are."""
+    ada = ["stabilizers.diffaugment=color", "stabilizers.ada_target=0.6", "stabilizers.ada_interval=1"]
+    watched = image_watched(tmp_path, tiny_npz, ada, preset="configs/reference-fashion.yaml")
+    force_scores(watched, lambda output: output * 0 + 0.4)
+    record = watched.run_one_step()
+    assert (record["ada_rt"], record["augment_p"]) == (-1.0, 0.0)
