@@ -83,6 +83,14 @@ def test_curves_are_svg_lines_through_every_logged_point(tmp_path):
     assert len({point.split(",")[1] for point in constant}) == 1
 
 
+def test_ada_runs_get_a_curve_of_p_and_r_t(tmp_path):
+    plain = write_report(make_folder(tmp_path / "plain", [log_record(step) for step in (10, 20)])).read_text()
+    adaptive = write_report(make_folder(tmp_path / "ada", [log_record(step) | {"augment_p": step / 100, "ada_rt": 0.7} for step in (10, 20)])).read_text()
+    assert "ADA" not in plain
+    assert 'aria-label="Adaptive augmentation (ADA)"' in adaptive
+    assert 'data-series="augment_p"' in adaptive and 'data-series="ada_rt"' in adaptive
+
+
 def test_long_runs_are_thinned_to_a_bounded_curve(tmp_path):
     folder = make_folder(tmp_path / "run", [log_record(step) for step in range(1, 5001)])
     html = write_report(folder).read_text()

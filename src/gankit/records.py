@@ -2,7 +2,8 @@
 
 Every record has "kind", "version", "step" and "epoch". The kinds:
   train    one log window: d_loss, g_loss, d_real, d_fake, g_grad_norm, d_grad_norm, images_per_s,
-           seconds (the window's wall-clock time; older files lack it and their report has no training-time row)
+           seconds (the window's wall-clock time; older files lack it and their report has no training-time row);
+           with ADA (stabilizers.ada_target) also augment_p and ada_rt, ADA's probability and its latest r_t
   eval     "eval": {metric: value}, "seconds"
   warning  "warning": the event (mode-collapse, divergence), "message", and the numbers behind it
   note     like a warning, for good news (mode-collapse-recovered); its event is under "warning" too,
@@ -19,6 +20,7 @@ from typing import Any, Literal
 VERSION = 1
 Kind = Literal["train", "eval", "warning", "note"]
 ENVELOPE = ("kind", "version", "step", "epoch")
+ADA_FIELDS = ("augment_p", "ada_rt")  # a train record's ADA readings, as they stand at the log line
 RECOVERED_SUFFIX = "-recovered"  # how version-less files mark a note
 
 

@@ -19,7 +19,7 @@ import yaml
 
 from gankit.errors import GankitError
 from gankit.files import RunPaths, atomic_write
-from gankit.records import fields, of_kind, read_records
+from gankit.records import ADA_FIELDS, fields, of_kind, read_records
 
 REPORT_NAME = "report.html"
 MAX_CURVE_POINTS = 1000  # longer series are thinned evenly; a browser gains nothing from more
@@ -27,6 +27,7 @@ CURVE_GROUPS = {
     "Losses": ("d_loss", "g_loss"),
     "D outputs (mean)": ("d_real", "d_fake"),
     "Gradient norms": ("g_grad_norm", "d_grad_norm"),
+    "Adaptive augmentation (ADA)": ADA_FIELDS,
 }
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
 CHART_WIDTH, CHART_HEIGHT, MARGIN = 560, 220, 48

@@ -27,6 +27,7 @@ from gankit.diffaugment import AdaptiveProbability, diff_augment
 from gankit.errors import CheckpointError, ConfigError, DataError, GankitError, TrainingDiverged, TrainingInterrupted
 from gankit.files import RunPaths
 from gankit.losses import build_objective
+from gankit.records import ADA_FIELDS
 from gankit.models import build_models
 from gankit.models.sampling import cycled_labels, eval_mode
 from gankit.regularizers import add_instance_noise, clip_weights, gradient_penalty, instance_noise_std, r1_penalty
@@ -37,7 +38,6 @@ from gankit.training.hooks import Callback
 from gankit.training.precision import NetworkUpdate, autocast, effective_precision
 
 STAT_NAMES = ("d_loss", "g_loss", "d_real", "d_fake")
-ADA_NAMES = ("augment_p", "ada_rt")  # logged as they stand at the log line, not averaged over the window
 CUBLAS_DETERMINISTIC_WORKSPACE = ":4096:8"  # one of the two settings NVIDIA documents as reproducible
 
 
@@ -323,7 +323,7 @@ class Trainer:
         readings = [means, torch.stack([self.ada.p, self.ada.rt])] if self.ada else [means]
         values = torch.cat(readings).tolist()
         elapsed = time.perf_counter() - window.started
-        record: dict[str, Any] = {"step": self.step, "epoch": self.epoch, **dict(zip(STAT_NAMES + ADA_NAMES, values))}
+        record: dict[str, Any] = {"step": self.step, "epoch": self.epoch, **dict(zip(STAT_NAMES + ADA_FIELDS, values))}
         record["g_grad_norm"] = _grad_norm(self.G)
         record["d_grad_norm"] = _grad_norm(self.D)
         record["images_per_s"] = window.images / elapsed if elapsed > 0 else 0.0
