@@ -98,7 +98,7 @@ class StabilizerConfig(_Section):
     def _known_policies(cls, value: list[str]) -> list[str]:
         unknown = [name for name in value if name not in POLICIES]
         if unknown:
-            raise ValueError(f"unknown DiffAugment policy {unknown[0]!r}; choose from {', '.join(POLICIES)}, comma-separated")
+            raise ValueError(f"unknown DiffAugment policy {_echo(unknown[0])}; choose from {', '.join(POLICIES)}, comma-separated")
         return value
 
 
