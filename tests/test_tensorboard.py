@@ -27,3 +27,16 @@ def test_scalars_and_sample_grids_follow_the_metrics_schedule(tmp_path, tiny_npz
     assert steps == sorted(steps) and len(steps) == len(logged)
     assert {"train/g_loss", "train/d_real", "train/images_per_s"} <= set(events.Tags()["scalars"])
     assert len(events.Images("samples")) == 2  # one grid per epoch
+
+
+def test_adas_readings_become_scalars(tmp_path):
+    from gankit.records import ADA_FIELDS, train_record
+    from gankit.report.tensorboard import TensorBoardWriter
+
+    writer = TensorBoardWriter(tmp_path)
+    writer.train_record(train_record(4, 0, {"d_loss": 1.0, "augment_p": 0.1, "ada_rt": 0.7}))
+    writer.close()
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    assert {f"train/{name}" for name in ADA_FIELDS} <= set(events.Tags()["scalars"])
+    assert events.Scalars("train/augment_p")[0].value == pytest.approx(0.1)
