@@ -104,11 +104,11 @@ def diff_augment(x: Tensor, policies: Sequence[str], generator: torch.Generator 
 
 
 class AdaptiveProbability:
-    """ADA's controller: p rises while D calls more than `target` of the reals real, and falls otherwise.
+    """ADA's controller: p rises while D is surer of the reals than `target` says it should be, and falls otherwise.
 
-    D's verdicts on reals (logits: positive means "real") are summed on the device as they come;
-    every `interval` D steps r_t = E[sign(verdict)] moves p by `step` toward more augmentation if
-    r_t > target, less if below, within [0, 1]. p = 1 is plain DiffAugment, which does not leak
+    The signs of D's verdicts on reals (logits: positive means "real") are summed on the device as
+    they come; every `interval` D steps r_t = E[sign(verdict)] (0.6: 80% called real) moves p by
+    `step`, up if r_t > target, down otherwise, within [0, 1]. p = 1 is plain DiffAugment, which does not leak
     augmentations into G because G's images are augmented too."""
 
     def __init__(self, target: float, interval: int, step: float, device: torch.device):
@@ -132,6 +132,7 @@ class AdaptiveProbability:
         self.signs = torch.zeros_like(self.signs)
 
     def state(self) -> dict[str, Tensor]:
+        """What a checkpoint keeps, so a resumed run adjusts p exactly as an uninterrupted one."""
         return {"p": self.p, "rt": self.rt, "signs": self.signs}
 
     def load_state(self, tensors: dict[str, Tensor]) -> None:
