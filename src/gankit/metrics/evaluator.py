@@ -170,7 +170,7 @@ def check_fits(info: EvaluatorInfo, data: Dataset, data_config: DataConfig) -> N
     spec = data_config.dataset
     family = describe(info.dataset).family
     if info.dataset != spec and (family is None or family != data.structure.family) and (info.class_names is None or info.class_names != data.class_names):
-        raise DataError(f"the {info.name} evaluator was trained on {info.dataset}, not on this run's data {spec} (other classes); {retrain}")
+        raise DataError(f"the {info.name} evaluator was trained on {info.dataset}, not on this run's data {spec}; {retrain}")
 
 
 def train_command_hint(data_config: DataConfig) -> str:
