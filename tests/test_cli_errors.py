@@ -42,7 +42,7 @@ def folders(tmp_path_factory):
     for old in (root / "other-model" / "checkpoints").iterdir():
         old.unlink()
     shutil.copy(sorted((toy / "checkpoints").glob("step-*"))[-1], root / "other-model" / "checkpoints")
-    save_npz(root / "rgb32.npz", np.zeros((20, 3, 32, 32), np.uint8), np.arange(20) % 10)
+    save_npz(root / "rgb8.npz", np.zeros((20, 3, 8, 8), np.uint8), np.arange(20) % 10)
     rgb = root / "rgb.png"
     from PIL import Image
 
@@ -74,7 +74,7 @@ OTHER_CASES = {
     "restore: input not found": ("restore", "restore {image_run} --input {missing}/x.png --out {out}/r2"),
     "augment: an unconditional run has no classes": ("augment", "augment {toy} --per-class 2 --out {out}/a.npz"),
     "evaluator train: dataset not found": ("evaluator train", "evaluator train --dataset idx:{missing} --out {out}/e.safetensors --epochs 1"),
-    "evaluator train: wrong image size": ("evaluator train", "evaluator train --dataset npz:{root}/rgb32.npz --out {out}/e.safetensors --epochs 1"),
+    "evaluator train: wrong image size": ("evaluator train", "evaluator train --dataset npz:{root}/rgb8.npz --out {out}/e.safetensors --epochs 1"),
 }
 CASES = {f"{command}: {case}": (command, template.replace("{run}", "{" + case + "}")) for command, template in RUN_COMMANDS.items() for case in RUN_CASES}
 CASES |= OTHER_CASES

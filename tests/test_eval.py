@@ -83,12 +83,13 @@ def test_training_evaluates_and_keeps_the_best_checkpoint(tmp_path, capsys):
     assert saved["step"] == best_step and saved["metrics"]["high_quality_fraction"] == pytest.approx(best_value)
 
 
-def test_eval_refuses_data_no_evaluator_fits(tmp_path, capsys):
+def test_eval_without_an_evaluator_reports_pixel_metrics(tmp_path, capsys):
     import numpy as np
 
     from gankit.data import save_npz
 
-    save_npz(tmp_path / "x.npz", np.zeros((64, 1, 28, 28), np.uint8))
+    save_npz(tmp_path / "x.npz", np.random.default_rng(0).integers(0, 256, (64, 1, 28, 28), dtype=np.uint8))
     train("configs/reference-fashion.yaml", tmp_path / "run", overrides=[f"data.dataset=npz:{tmp_path / 'x.npz'}"], max_steps=1, progress=False)
-    assert main(["eval", str(tmp_path / "run")]) == 2
-    assert "no shipped evaluator fits dataset npz:" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "run"), "-n", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "pixel_memorized_fraction" in out and "labelled images" in out and "docs/inception.md" in out

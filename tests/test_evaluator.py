@@ -141,9 +141,22 @@ def test_training_prints_progress_and_the_final_accuracy(tmp_path, tiny_npz, cap
 
 
 def test_training_refuses_images_evaluators_cannot_take(tmp_path):
-    save_npz(tmp_path / "rgb.npz", np.zeros((10, 3, 32, 32), np.uint8), np.zeros(10, np.int64))
-    with pytest.raises(DataError, match="evaluators take 1x28x28 grayscale images; npz:.* gives 3x32x32"):
+    save_npz(tmp_path / "rgb.npz", np.zeros((10, 3, 8, 8), np.uint8), np.zeros(10, np.int64))
+    with pytest.raises(DataError, match="evaluators take 1x28x28 images or sides from 16 to 256 px; npz:.* gives 3x8x8: set --image-size"):
         evtrain.train_evaluator(f"npz:{tmp_path / 'rgb.npz'}", tmp_path / "x.safetensors", epochs=1, seed=0)
+
+
+# Sums of the shipped evaluators' features of a fixed image batch, as computed before evaluators took other shapes.
+SHIPPED_FEATURE_SUMS = {"fashion-mnist": 352.3660734705627, "mnist": 1162.7771664261818}
+
+
+def test_shipped_evaluators_keep_their_architecture_and_features(shipped):
+    pixels = (torch.arange(4 * 784) * 37 % 256).to(torch.uint8).view(4, 1, 28, 28)
+    for name, (model, info) in shipped.items():
+        assert info.input_shape == [1, 28, 28] and info.class_names is None and info.balanced_accuracy is None
+        assert isinstance(model.body[2], torch.nn.Flatten)  # the flat design, not global pooling
+        with torch.no_grad():
+            assert float(model.features(pixels).double().sum()) == pytest.approx(SHIPPED_FEATURE_SUMS[name], rel=1e-6)
 
 
 @pytest.mark.parametrize(

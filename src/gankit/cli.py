@@ -91,7 +91,9 @@ def _eval(args: argparse.Namespace) -> None:
 def _evaluator_train(args: argparse.Namespace) -> None:
     from gankit.metrics.evaluator_training import train_evaluator
 
-    train_evaluator(args.dataset, Path(args.out), epochs=args.epochs, seed=args.seed, data_dir=args.data_dir)
+    train_evaluator(
+        args.dataset, Path(args.out), epochs=args.epochs, seed=args.seed, data_dir=args.data_dir, image_size=args.image_size, channels=args.channels, flip=args.flip
+    )
 
 
 def _evaluator_convert_inception(args: argparse.Namespace) -> None:
@@ -181,7 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir", help="run folder or checkpoint file")
     evaluate.add_argument("-n", type=_positive_int, help="generated images (default eval.num_samples, 10000)")
     evaluate.add_argument("--checkpoint", default="last", help="last (default), best, or a checkpoint path")
-    evaluate.add_argument("--evaluator", help="fashion-mnist, mnist, a .safetensors path, or inception:WEIGHTS (FID's Inception-v3, docs/inception.md) (default: picked by dataset)")
+    evaluate.add_argument(
+        "--evaluator",
+        help="fashion-mnist, mnist, a .safetensors file from `gankit evaluator train` (docs/evaluators.md), or inception:WEIGHTS (FID's Inception-v3, docs/inception.md) "
+        "(default: eval.evaluator, else the shipped one for the dataset, else pixel metrics only)",
+    )
     evaluate.add_argument("--seed", type=_seed, default=0)
     evaluate.add_argument("--trust", action="store_true", help="allow a pickled --checkpoint (.pt) you made yourself, or inception:FILE.pth; read with torch.load(weights_only=True)")
     evaluate.add_argument("--out", help="where to write the JSON (default RUN_DIR/eval.json)")
@@ -190,11 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluator = commands.add_parser("evaluator", help="the classifiers whose features the metrics use")
     evaluator_commands = evaluator.add_subparsers(dest="evaluator_command", required=True)
     evaluator_train = evaluator_commands.add_parser("train", help="train an evaluator and report its held-out accuracy")
-    evaluator_train.add_argument("--dataset", required=True, help="fashion-mnist, mnist or idx:PATH (labelled 1x28x28 images)")
+    evaluator_train.add_argument("--dataset", required=True, help="labelled images: fashion-mnist, mnist, idx:PATH, npz:FILE or folder:DIR (one subfolder per class)")
     evaluator_train.add_argument("--out", required=True, help="the .safetensors file to write")
     evaluator_train.add_argument("--epochs", type=_positive_int, default=8)
     evaluator_train.add_argument("--seed", type=_seed, default=0)
     evaluator_train.add_argument("--data-dir", help="folder searched first for named datasets")
+    evaluator_train.add_argument("--image-size", type=_positive_int, help="resize images to this side, as the runs it will score do with data.image_size (folders: default 64)")
+    evaluator_train.add_argument("--channels", type=int, choices=(1, 3), help="force grayscale (1) or RGB (3), as data.channels")
+    evaluator_train.add_argument("--no-flip", dest="flip", action="store_false", help="do not mirror images while training (for letters, digits: data whose mirror image is another class)")
     evaluator_train.set_defaults(handler=_evaluator_train)
 
     info = commands.add_parser("info", help="summarize a run folder")

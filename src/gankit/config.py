@@ -143,7 +143,11 @@ class EvalConfig(_Section):
     every_epochs: int = Field(0, ge=0, description="evaluate every this many epochs during training (0: never); results go to metrics.jsonl")
     num_samples: int = Field(10_000, gt=0, le=1_000_000, description="generated images per evaluation (2-D toys always use 2,500; stacked-mnist 26,000)")
     num_real: int = Field(10_000, gt=0, le=1_000_000, description="real training images in the reference set (fewer if the data has fewer)")
-    evaluator: str | None = Field(None, description="feature extractor: fashion-mnist, mnist, a .safetensors path or inception:PATH (docs/inception.md); None picks by dataset")
+    evaluator: str | None = Field(
+        None,
+        description="feature extractor: fashion-mnist, mnist, a .safetensors path from `gankit evaluator train` (docs/evaluators.md) or inception:PATH "
+        "(docs/inception.md); None picks the shipped one by dataset, else pixel metrics only",
+    )
     best_metric: MetricName | None = Field(None, description="keep checkpoints/best.safetensors by this metric (needs every_epochs > 0)")
 
 

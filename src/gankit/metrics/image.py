@@ -12,6 +12,9 @@ metrics alike. Features enter them as float64, the precision torchmetrics recomm
 The k-NN metrics (precision/recall, density/coverage, memorization) share `neighbourhoods`:
 one chunked pass over real-real, fake-fake and real-fake distances, never holding more than
 CHUNK_ELEMENTS distances at once (a 10k x 10k pass takes about 0.6 s on two cores).
+
+Without an evaluator, pixel_metrics judges what pixels alone can: memorization (the same test, on
+images downscaled to at most PIXEL_SIDE px) and diversity (the spread of the fakes' pixels).
 """
 
 from __future__ import annotations
@@ -22,14 +25,18 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
+
+from gankit.data.images import to_model_range
 
 CHUNK_ELEMENTS = 2**24  # distances per chunk: 64 MB of float32
 MEMORIZATION_PERCENTILE = 0.01
 COVERED_FRACTION = 0.1
 COLLAPSE_RECALL = 0.05
+PIXEL_SIDE = 32  # pixel metrics downscale larger images to this side: 4x fewer numbers at 64 px, and copies stay copies
 
 
 class _Precomputed(nn.Module):
@@ -156,6 +163,25 @@ def memorization(real_feats: Tensor, fake_feats: Tensor) -> dict[str, float]:
     return _memorization(neighbourhoods(real_feats, fake_feats))
 
 
+def pixel_vectors(images: Tensor) -> Tensor:
+    """(N, C, H, W) uint8 or [-1, 1] images -> (N, C * h * w) float32 [-1, 1] pixels, area-averaged to at most PIXEL_SIDE px a side."""
+    pixels = to_model_range(images.detach().cpu())
+    height, width = pixels.shape[-2:]
+    return F.adaptive_avg_pool2d(pixels, (min(PIXEL_SIDE, height), min(PIXEL_SIDE, width))).flatten(1)
+
+
+def pixel_metrics(real_pixels: Tensor, fake_pixels: Tensor) -> dict[str, float]:
+    """What can be judged without an evaluator, on pixel_vectors of real training and fake images.
+
+    pixel_memorized_fraction and pixel_nn_distance_ratio: memorization() on pixels (copies of
+    training images give about 1 and 0). pixel_diversity: the fakes' root-mean-square pairwise
+    pixel distance over the reals' (each sqrt(2 x total variance), exact in one pass): about 1
+    for real-like variety, 0 for one image repeated.
+    """
+    scores = memorization(real_pixels, fake_pixels) | {"diversity": _spread(fake_pixels) / max(_spread(real_pixels), 1e-12)}
+    return {f"pixel_{key}": value for key, value in scores.items()}
+
+
 def inception_score(logits: Tensor, splits: int = 10) -> tuple[float, float]:
     """exp(E_x KL(p(y|x) || p(y))) of (N, K) logits, mean and population std over splits.
 
@@ -273,6 +299,12 @@ def _memorization(near: Neighbourhoods) -> dict[str, float]:
         "memorized_fraction": _mean(near.nearest_real <= threshold),
         "nn_distance_ratio": _median_ratio(near.nearest_real, real_nn),
     }
+
+
+def _spread(points: Tensor) -> float:
+    """Root-mean-square distance between two of points (N, D), drawn independently: sqrt(2 x total variance)."""
+    values = _float64(points)
+    return float((2 * values.var(0, correction=0).sum()).sqrt())
 
 
 def _median_ratio(numerator: Tensor, denominator: Tensor) -> float:

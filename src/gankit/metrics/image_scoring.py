@@ -1,5 +1,7 @@
-"""Scoring generated images: feature-space metrics against real training images (computed once),
-in the features of a dataset classifier (the shipped evaluators) or of FID's Inception-v3."""
+"""Scoring generated images against real training images (their side computed once): feature-space
+metrics in the features of a dataset classifier (a shipped or user-trained evaluator) or of FID's
+Inception-v3, or, with neither, what pixels alone tell (memorization, diversity) and the command
+that trains an evaluator for the data."""
 
 from __future__ import annotations
 
@@ -11,11 +13,11 @@ import torch
 from torch import Tensor, nn
 
 from gankit.config import Config
-from gankit.data import Structure, load_dataset
+from gankit.data import Dataset, Structure, load_dataset
 from gankit.errors import GankitError
-from gankit.metrics.evaluator import IMAGE_SHAPE, evaluator_for, load_evaluator
+from gankit.metrics.evaluator import FLAT_SHAPE, check_fits, evaluator_for, load_evaluator, shape_text, train_command_hint
 from gankit.metrics.features import extract
-from gankit.metrics.image import evaluate_features
+from gankit.metrics.image import PIXEL_SIDE, evaluate_features, pixel_metrics, pixel_vectors
 from gankit.metrics.inception import EXTRACT_BATCH as INCEPTION_BATCH
 from gankit.metrics.inception import INPUT_SIZE, NUM_FEATURES, load_inception
 from gankit.models.sampling import sample
@@ -27,40 +29,52 @@ SPEED_PROBE_IMAGES = 2
 
 
 class ImageScorer:
-    """evaluator: a shipped classifier name, a .safetensors path, or "inception:PATH" (FID's
-    Inception-v3 with the user's weights file; a pickled .pth needs trust). With Inception the
-    feature metrics (FID, KID, precision/recall, density/coverage, memorization) use its pool3
-    features, and the class metrics (IS, class KL, classes covered) stay on the dataset's own
-    classifier, or are omitted when none fits the data. say: where progress lines go."""
+    """evaluator: a shipped classifier name, a .safetensors path (from `gankit evaluator train`), or
+    "inception:PATH" (FID's Inception-v3 with the user's weights file; a pickled .pth needs trust).
+    With Inception the feature metrics (FID, KID, precision/recall, density/coverage, memorization)
+    use its pool3 features, and the class metrics (IS, class KL, classes covered) stay on the
+    dataset's own classifier, or are omitted when none fits the data. With no evaluator (none given
+    and none shipped for the data) only the pixel metrics are computed, and `needs_evaluator` says
+    how to get the rest. say: where progress lines go."""
 
     def __init__(self, config: Config, structure: Structure, choice: str | None, trust: bool, say: Callable[[str], None]):
         self.config = config
-        self.structure = structure
         self.say = say
         self.about: dict[str, Any] = {}
+        self.evaluator = self.feature_net = self.evaluator_info = None
+        data = load_dataset(config.data.model_copy(update={"split": "train"}), config.train.seed)
+        self.sample_shape = data.sample_shape
         if choice and choice.startswith(INCEPTION_PREFIX):
-            self._use_inception(choice.removeprefix(INCEPTION_PREFIX), trust)
-        else:
-            name = choice or evaluator_for(structure)
-            if name is None:
-                raise GankitError(
-                    f"no shipped evaluator fits dataset {config.data.dataset}; pass --evaluator fashion-mnist|mnist|PATH.safetensors|inception:PATH (see `gankit evaluator train`)"
-                )
-            self.evaluator, info = load_evaluator(name)
+            self._use_inception(choice.removeprefix(INCEPTION_PREFIX), trust, data)
+        elif (name := classifier_name(choice, data)) is not None:
+            self.evaluator, self.evaluator_info = load_evaluator(name)
             self.feature_net = self.evaluator
             self.about |= {
-                "feature_extractor": f"gankit evaluator '{info.name}' ({self.evaluator.num_features} penultimate features)",
-                "weights_sha256": info.sha256,
-                "evaluator_held_out_accuracy": info.test_accuracy,
+                "feature_extractor": f"{self.evaluator_info.describe()}, {self.evaluator.num_features} penultimate features",
+                "weights_sha256": self.evaluator_info.sha256,
+                "evaluator_held_out_accuracy": self.evaluator_info.test_accuracy,
             }
-        self._prepare_real()
+        else:
+            self._use_pixels()
+        self._prepare_real(data)
 
     def __call__(self, generator: nn.Module, num_samples: int | None, seed: int) -> tuple[dict[str, Any], int]:
         fakes, _ = sample(generator, num_samples or self.config.eval.num_samples, seed=seed)
-        self._check_shape(tuple(fakes.shape[1:]), "this generator")
+        if tuple(fakes.shape[1:]) != self.sample_shape:
+            raise GankitError(f"this generator makes {shape_text(fakes.shape[1:])} images but its data has {shape_text(self.sample_shape)}; evaluate it with the config it was trained with")
+        if self.feature_net is None:
+            return pixel_metrics(self.real_pixels, pixel_vectors(fakes)), len(fakes)
         return self._score(*self._features_and_logits(fakes, "generated")), len(fakes)
 
-    def _use_inception(self, path: str, trust: bool) -> None:
+    def _use_pixels(self) -> None:
+        if self.config.eval.best_metric is not None:
+            raise GankitError(
+                f"eval.best_metric={self.config.eval.best_metric} needs an evaluator, and none fits {self.config.data.dataset}; "
+                f"train one ({train_command_hint(self.config.data)}) and set eval.evaluator to its file, or unset eval.best_metric"
+            )
+        self.about |= {"feature_extractor": f"none: pixel metrics only (images area-averaged to at most {PIXEL_SIDE} px a side)", "weights_sha256": "none"}
+
+    def _use_inception(self, path: str, trust: bool, data: Dataset) -> None:
         self.feature_net, info = load_inception(path, trust=trust)
         self.say(f"Inception-v3 weights {info.file}: sha256 {info.sha256}; {info.describe_origin()}")
         self.images_per_second = _measure_speed(self.feature_net)
@@ -70,25 +84,24 @@ class ImageScorer:
             "weights_sha256": info.sha256,
             "weights_origin": info.describe_origin(),
         }
-        name = evaluator_for(self.structure)
+        name = classifier_name(None, data)
         if name is None:
-            self.evaluator = None
             self.about["class_metrics"] = "omitted (IS, class_kl, classes_covered): no dataset classifier fits this data; collapse_suspected uses recall only"
             return
-        self.evaluator, classifier = load_evaluator(name)
-        self.about["class_metrics"] = f"IS, class_kl, classes_covered from gankit evaluator '{classifier.name}' (sha256 {classifier.sha256})"
+        self.evaluator, self.evaluator_info = load_evaluator(name)
+        self.about["class_metrics"] = f"IS, class_kl, classes_covered from gankit evaluator '{self.evaluator_info.name}' (sha256 {self.evaluator_info.sha256})"
 
-    def _prepare_real(self) -> None:
-        data = load_dataset(self.config.data.model_copy(update={"split": "train"}), self.config.train.seed)
-        self._check_shape(data.sample_shape, data.name)
+    def _prepare_real(self, data: Dataset) -> None:
+        if self.evaluator_info is not None:
+            check_fits(self.evaluator_info, data, self.config.data)
         count = min(self.config.eval.num_real, len(data))
         order = torch.randperm(len(data), generator=torch.Generator().manual_seed(REAL_SUBSET_SEED))[:count]
-        self.real_features, self.real_logits = self._features_and_logits(data.samples[order], "real")
+        if self.feature_net is None:
+            self.real_pixels = pixel_vectors(data.samples[order])
+            self.about["needs_evaluator"] = _how_to_get_features(self.config, data.labels is not None)
+        else:
+            self.real_features, self.real_logits = self._features_and_logits(data.samples[order], "real")
         self.about |= {"num_real": count, "real_split": f"{self.config.data.dataset} train split: {count} of {len(data)} images (torch.randperm seeded {REAL_SUBSET_SEED})"}
-
-    def _check_shape(self, shape: tuple[int, ...], what: str) -> None:
-        if self.evaluator is not None and tuple(shape) != IMAGE_SHAPE:
-            raise GankitError(f"the evaluator takes 1x28x28 images but {what} has {'x'.join(map(str, shape))}; --evaluator inception:PATH takes any size")
 
     def _features_and_logits(self, images: Tensor, what: str) -> tuple[Tensor, Tensor | None]:
         """Features from the feature network; class logits from the dataset classifier (None without one)."""
@@ -104,6 +117,22 @@ class ImageScorer:
         # One constant class makes the class metrics trivial; they are then left out, not reported.
         metrics = evaluate_features(self.real_features, torch.zeros(len(self.real_features), 1), fake_features, torch.zeros(len(fake_features), 1), 1)
         return {key: value for key, value in metrics.items() if key not in CLASS_METRICS}
+
+
+def classifier_name(choice: str | None, data: Dataset) -> str | None:
+    """The gankit evaluator that reads a run's images: the choice unless it names Inception, else the
+    shipped one for the data's family when the data is at its 1x28x28; None when neither."""
+    if choice and not choice.startswith(INCEPTION_PREFIX):
+        return choice
+    return evaluator_for(data.structure) if data.sample_shape == FLAT_SHAPE else None
+
+
+def _how_to_get_features(config: Config, labelled: bool) -> str:
+    feature_metrics = "fid, kid, precision/recall, density/coverage, inception score and the class metrics need an evaluator"
+    inception = "or FID's Inception-v3 weights (--evaluator inception:PATH, docs/inception.md)"
+    if not labelled:
+        return f"{feature_metrics} trained on labelled images of this kind (one subfolder per class), {inception}"
+    return f"{feature_metrics}: train one on this data with `{train_command_hint(config.data)}` and pass --evaluator evaluator.safetensors (or set eval.evaluator), {inception}"
 
 
 def refuse_inception(choice: str | None, why: str) -> None:

@@ -23,8 +23,9 @@ from tqdm import tqdm
 from gankit.config import Config, WatchdogConfig
 from gankit.data import Dataset, Modes
 from gankit.errors import TrainingDiverged
-from gankit.metrics.evaluator import IMAGE_SHAPE, Evaluator, evaluator_for, load_evaluator
+from gankit.metrics.evaluator import Evaluator, check_fits, load_evaluator, train_command_hint
 from gankit.metrics.features import extract
+from gankit.metrics.image_scoring import classifier_name
 from gankit.metrics.toy import high_quality_histogram, histogram_metrics
 from gankit.models.sampling import cycled_labels, eval_mode
 from gankit.records import RECOVERED_SUFFIX, note_record, warning_record
@@ -171,13 +172,17 @@ def watchdog_callbacks(config: Config, data: Dataset, log: MetricsLog) -> tuple[
     settings = config.watchdog
     if not settings.every_epochs:
         return before, []
-    spec = config.data.dataset
     if data.structure.modes is not None:
         probe: ToyProbe | ImageProbe = ToyProbe(data.structure.modes)
     else:
-        name = config.eval.evaluator or evaluator_for(data.structure)
-        if name is None or data.sample_shape != IMAGE_SHAPE:
-            warn(f"no evaluator reads {spec} ({'x'.join(map(str, data.sample_shape))} samples); the mode-collapse watchdog is off for this run")
+        name = classifier_name(config.eval.evaluator, data)
+        if name is None:
+            warn(
+                f"no evaluator reads {config.data.dataset}; the mode-collapse watchdog is off for this run. "
+                f"Train one with `{train_command_hint(config.data)}` and set eval.evaluator to its file"
+            )
             return before, []
-        probe = ImageProbe(load_evaluator(name)[0], data, settings.num_samples, config.train.seed + PROBE_SEED_OFFSET)
+        evaluator, info = load_evaluator(name)
+        check_fits(info, data, config.data)
+        probe = ImageProbe(evaluator, data, settings.num_samples, config.train.seed + PROBE_SEED_OFFSET)
     return before, [ModeCollapseWatchdog(settings, probe, log)]
