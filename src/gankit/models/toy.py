@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from torch import nn
 
-from gankit.errors import ConfigError
 from gankit.models.common import Discriminator, DSettings, Generator, ModelSettings, generator_input_width, mlp_layers
 
 
@@ -15,10 +14,6 @@ def build_mlp_toy(
 
     D: d * pack -> width x depth (ReLU [+ dropout]) -> 1. PyTorch's default init.
     """
-    if len(sample_shape) != 1:
-        raise ConfigError(
-            f"model.name=mlp-toy models points (samples of shape (d,)), but the data's samples have shape {sample_shape}; use mlp-reference or dcgan for images"
-        )
     (dims,) = sample_shape
     hidden = [model.width] * model.depth
     generator_body = nn.Sequential(
