@@ -9,7 +9,7 @@
 - `fp16-mixed`: autocast to float16 with a gradient scaler (CUDA only).
 
 Float32 islands, in the spirit of torch.autocast's float32 op list, under both bf16 modes:
-normalization layers keep float32 weights and running statistics (a bfloat16 running average
+normalization layers (and common.RunningMean statistics) keep float32 weights and running statistics (a bfloat16 running average
 stops moving once momentum * (batch stat - running stat) is below half its 8-bit mantissa's
 step, and sampling in eval mode reads those statistics), and the bounded output layers, Sigmoid
 and Tanh, compute and return float32: a bfloat16 Sigmoid rounds every probability above 0.998 to
@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from gankit.config import PrecisionName
 from gankit.errors import ConfigError
+from gankit.models.common import RunningMean
 from gankit.training.distributed import SINGLE, World, average_gradients
 
 MIN_BF16_SPEEDUP = 1.2  # below this, bf16's rounding is not worth it
@@ -91,7 +92,7 @@ def effective_precision(requested: PrecisionName, device: torch.device, fallback
     return requested
 
 
-NORMALIZATIONS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+NORMALIZATIONS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, RunningMean)  # and their running statistics
 BOUNDED_OUTPUTS = (nn.Sigmoid, nn.Tanh)
 
 
