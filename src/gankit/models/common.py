@@ -140,6 +140,21 @@ class Discriminator(nn.Module):
         return score if self.sigmoid is None else self.sigmoid(score)
 
 
+def settings_discriminator(
+    features: nn.Module,
+    feature_dim: int,
+    sample_shape: Sequence[int],
+    model: ModelSettings,
+    stabilizers: DSettings,
+    num_classes: int | None,
+    flat_input: bool = False,
+) -> Discriminator:
+    """The Discriminator around `features` as the run's settings ask: packing, the projection when conditional, the Sigmoid."""
+    return Discriminator(
+        features, feature_dim, sample_shape, pack=stabilizers.pack, num_classes=num_classes, sigmoid=model.d_output == "sigmoid", flat_input=flat_input
+    )
+
+
 def _require_labels(labels: torch.Tensor | None, role: str, num_classes: int | None) -> torch.Tensor:
     if labels is None:
         raise ValueError(f"this {role} is conditional: pass labels, an (N,) int64 tensor of classes in [0, {num_classes})")

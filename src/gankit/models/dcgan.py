@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from gankit.models.common import Discriminator, DSettings, Generator, ModelSettings, generator_input_width, hidden_activation
+from gankit.models.common import Discriminator, DSettings, Generator, ModelSettings, generator_input_width, hidden_activation, settings_discriminator
 
 START_SIDE = {28: 7, 32: 4, 64: 4}  # image side -> side of G's first (and D's last) feature map
 
@@ -31,13 +31,13 @@ def build_dcgan(
         num_classes,
         z_spatial=(1, 1),
     )
-    discriminator = Discriminator(
+    discriminator = settings_discriminator(
         _discriminator_features(channels * stabilizers.pack, widths, model.d_norm == "batch", stabilizers.d_dropout),
         widths[-1] * start * start,
         sample_shape,
-        pack=stabilizers.pack,
-        num_classes=num_classes,
-        sigmoid=model.d_output == "sigmoid",
+        model,
+        stabilizers,
+        num_classes,
     )
     generator.apply(dcgan_init)
     discriminator.apply(dcgan_init)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gankit.models.common import Discriminator, DSettings, Generator, ModelSettings
+from gankit.models.common import Discriminator, DSettings, Generator, ModelSettings, settings_discriminator
 
 START_SIDE = 4
 # image side -> channel multipliers of G's 4x4 map and of each up block's output (BigGAN's tables)
@@ -37,14 +37,8 @@ def build_resnet(
         num_classes,
         labels_to_body=True,
     )
-    discriminator = Discriminator(
-        ResNetDiscriminatorFeatures(channels * stabilizers.pack, d_widths),
-        d_widths[-1],
-        sample_shape,
-        pack=stabilizers.pack,
-        num_classes=num_classes,
-        sigmoid=model.d_output == "sigmoid",
-    )
+    features = ResNetDiscriminatorFeatures(channels * stabilizers.pack, d_widths)
+    discriminator = settings_discriminator(features, d_widths[-1], sample_shape, model, stabilizers, num_classes)
     generator.apply(resnet_init)
     discriminator.apply(resnet_init)
     return generator, discriminator

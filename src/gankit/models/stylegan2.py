@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gankit.models.common import Discriminator, DSettings, Generator, ModelSettings, RunningMean
+from gankit.models.common import Discriminator, DSettings, Generator, ModelSettings, RunningMean, settings_discriminator
 
 SIZES = (32, 64, 128, 256)
 START_SIDE = 4
@@ -48,9 +48,7 @@ def build_stylegan2(
     synthesis = SynthesisNetwork(w_dim, [channels_at(s, model.width) for s in sides], channels)
     generator = StyleGenerator(mapping, synthesis, model.z_dim, sample_shape, num_classes)
     features = StyleDiscriminatorFeatures(channels * stabilizers.pack, [channels_at(s, model.width) for s in reversed(sides)])
-    discriminator = Discriminator(
-        features, features.feature_dim, sample_shape, pack=stabilizers.pack, num_classes=num_classes, sigmoid=model.d_output == "sigmoid"
-    )
+    discriminator = settings_discriminator(features, features.feature_dim, sample_shape, model, stabilizers, num_classes)
     return generator, discriminator
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from gankit.models.common import Discriminator, DSettings, Generator, ModelSettings, generator_input_width, mlp_layers
+from gankit.models.common import Discriminator, DSettings, Generator, ModelSettings, generator_input_width, mlp_layers, settings_discriminator
 
 
 def build_mlp_toy(
@@ -22,12 +22,5 @@ def build_mlp_toy(
     )
     features = nn.Sequential(*mlp_layers([dims * stabilizers.pack, *hidden], nn.ReLU, stabilizers.d_dropout))
     generator = Generator(generator_body, model.z_dim, sample_shape, num_classes)
-    discriminator = Discriminator(
-        features,
-        model.width,
-        sample_shape,
-        pack=stabilizers.pack,
-        num_classes=num_classes,
-        sigmoid=model.d_output == "sigmoid",
-    )
+    discriminator = settings_discriminator(features, model.width, sample_shape, model, stabilizers, num_classes)
     return generator, discriminator
