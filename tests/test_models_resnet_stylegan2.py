@@ -113,6 +113,7 @@ def test_demodulated_conv_keeps_unit_variance_and_matches_per_sample_convolution
             weight = conv.weight * conv.weight_gain * styles[i][None, :, None, None]
             weight = weight / weight.square().sum(dim=(1, 2, 3), keepdim=True).add(1e-8).sqrt()
             torch.testing.assert_close(out[i : i + 1], nn.functional.conv2d(x[i : i + 1], weight, padding=1), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(conv._shared_weight_form(x, styles), out, rtol=1e-4, atol=1e-5)  # what tracing and export run
         other = conv(x, torch.randn(4, 16))
         assert not torch.allclose(out, other), "the style changes the output"
 
@@ -130,6 +131,17 @@ def test_noise_strength_zero_is_deterministic_and_the_style_steers_g():
             if name.endswith("noise_strength"):
                 param.fill_(0.5)
     assert not torch.equal(generator(z), generator(z))
+
+
+def test_a_traced_stylegan2_generator_takes_any_batch_size():
+    """The grouped convolution's group count is the batch: tracing must not freeze it to the example's."""
+    torch.manual_seed(0)
+    generator, _ = build("stylegan2", (3, 32, 32), conditional=True)
+    generator.eval()
+    with torch.no_grad():
+        traced = torch.jit.trace(generator, (torch.randn(2, generator.z_dim), torch.arange(2)), check_trace=False)
+        z, labels = torch.randn(5, generator.z_dim), torch.arange(5)
+        torch.testing.assert_close(traced(z, labels), generator(z, labels), rtol=1e-4, atol=1e-5)
 
 
 def test_minibatch_std_appends_each_groups_spread_and_keeps_groups_apart():

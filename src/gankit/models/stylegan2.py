@@ -131,13 +131,26 @@ class ModulatedConv2d(nn.Module):
         self.demodulate = demodulate
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        batch, width_in, height, width = x.shape
         styles = self.affine(w)
+        if _exporting():
+            return self._shared_weight_form(x, styles)
+        batch, width_in, height, width = x.shape
         weight = self.weight[None] * self.weight_gain * styles[:, None, :, None, None]  # (N, out, in, k, k)
         if self.demodulate:
             weight = weight * (weight.square().sum(dim=(2, 3, 4), keepdim=True) + 1e-8).rsqrt()
         out = F.conv2d(x.reshape(1, batch * width_in, height, width), weight.flatten(0, 1), padding=self.weight.shape[-1] // 2, groups=batch)
         return out.view(batch, -1, height, width)
+
+    def _shared_weight_form(self, x: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
+        """The same result with one weight for the batch: scale the input channels by the styles, convolve,
+        scale the output channels by the demodulation factors. A traced or exported graph needs it: the
+        grouped form's group count is the batch size, which tracing would freeze to the example's."""
+        weight = self.weight * self.weight_gain
+        out = F.conv2d(x * styles[:, :, None, None], weight, padding=self.weight.shape[-1] // 2)
+        if not self.demodulate:
+            return out
+        norms = (styles.square() @ weight.square().sum(dim=(2, 3)).T + 1e-8).rsqrt()  # (N, out)
+        return out * norms[:, :, None, None]
 
 
 class StyleLayer(nn.Module):
@@ -241,6 +254,11 @@ class StyleDiscriminatorFeatures(nn.Module):
         x = self.blocks(_activate(self.from_image(x)))
         x = _activate(self.conv(self.minibatch_std(x)))
         return _activate(self.fc(x.flatten(1)))
+
+
+def _exporting() -> bool:
+    """Whether this forward is being traced (TorchScript) or exported (ONNX, torch.export)."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
 
 
 def _activate(x: torch.Tensor) -> torch.Tensor:
