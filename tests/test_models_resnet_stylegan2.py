@@ -171,7 +171,7 @@ def test_path_length_penalty_on_a_scaled_identity():
     assert penalty.item() == pytest.approx((lengths - expected_mean).square().mean().item(), rel=1e-5)
 
 
-def stylegan_trainer(tmp_path, npz, *overrides) -> Trainer:
+def small_trainer(tmp_path, npz, *overrides) -> Trainer:
     config = load_config(None, [f"data.dataset=npz:{npz}", "model.name=stylegan2", "model.width=4", "model.mapping_layers=2",
                                 "train.batch_size=8", "train.log_every=1", "data.image_size=32", *overrides])
     return Trainer(config, load_dataset(config.data), torch.device("cpu"))
@@ -179,7 +179,7 @@ def stylegan_trainer(tmp_path, npz, *overrides) -> Trainer:
 
 def test_the_g_step_adds_weight_times_k_times_the_path_length_penalty_every_k_steps(tmp_path, tiny_npz):
     weight, every = 2.0, 2
-    trainer = stylegan_trainer(tmp_path, tiny_npz, f"stabilizers.path_length={weight}", f"stabilizers.path_length_every={every}")
+    trainer = small_trainer(tmp_path, tiny_npz, f"stabilizers.path_length={weight}", f"stabilizers.path_length_every={every}")
     G0 = copy.deepcopy(trainer.G)
     noise_state = trainer.noise.get_state()
     g_totals = []
@@ -209,21 +209,37 @@ def test_the_g_step_adds_weight_times_k_times_the_path_length_penalty_every_k_st
 
 
 def test_the_path_length_mean_survives_a_checkpoint(tmp_path, tiny_npz):
-    trainer = stylegan_trainer(tmp_path, tiny_npz, "stabilizers.path_length=2", "stabilizers.path_length_every=1")
+    trainer = small_trainer(tmp_path, tiny_npz, "stabilizers.path_length=2", "stabilizers.path_length_every=1")
     for _ in range(3):
         trainer.train_step()
     kept = trainer.G.path_length_mean.value.clone()
     assert kept > 0
     trainer.save_to(tmp_path / "ckpt.safetensors")
-    resumed = stylegan_trainer(tmp_path, tiny_npz, "stabilizers.path_length=2", "stabilizers.path_length_every=1")
+    resumed = small_trainer(tmp_path, tiny_npz, "stabilizers.path_length=2", "stabilizers.path_length_every=1")
     assert resumed.G.path_length_mean.value == 0
     resumed.restore(tmp_path / "ckpt.safetensors")
     assert torch.equal(resumed.G.path_length_mean.value, kept)
 
 
-def test_lazy_r1_applies_to_stylegan2s_d(tmp_path, tiny_npz):
+def test_the_path_length_mean_stays_float32_in_a_bf16_compute_copy(tmp_path, tiny_npz):
+    """A 1% step of a bfloat16 running mean rounds away once the mean is ~100x the step's gap."""
+    trainer = small_trainer(tmp_path, tiny_npz, "stabilizers.path_length=2", "stabilizers.path_length_every=1",
+                               "train.precision=bf16", "train.precision_fallback=false")
+    compute = trainer.update_g.compute
+    assert compute is not trainer.G and next(compute.parameters()).dtype == torch.bfloat16
+    assert compute.path_length_mean.value.dtype == torch.float32
+    trainer.train_step()
+    trainer.train_step()
+    assert compute.path_length_mean.value > 0
+    trainer.save_to(tmp_path / "ckpt.safetensors")  # brings the compute copy's buffers home first
+    assert torch.equal(trainer.G.path_length_mean.value, compute.path_length_mean.value)
+
+
+@pytest.mark.parametrize(("name", "extra"), [("stylegan2", []), ("resnet", ["stabilizers.spectral_norm=false"])])
+def test_lazy_r1_applies_to_the_new_ds(tmp_path, tiny_npz, name, extra):
+    """(resnet without its spectral norm here: the copy of D would step the power iteration differently.)"""
     gamma, every = 4.0, 2
-    trainer = stylegan_trainer(tmp_path, tiny_npz, f"stabilizers.r1={gamma}", f"stabilizers.r1_every={every}")
+    trainer = small_trainer(tmp_path, tiny_npz, f"model.name={name}", f"stabilizers.r1={gamma}", f"stabilizers.r1_every={every}", *extra)
     D0 = copy.deepcopy(trainer.D)
     inputs, totals = [], []
     trainer.D.register_forward_hook(lambda module, args, output: inputs.append(args[0].detach().clone()))
@@ -237,6 +253,7 @@ def test_lazy_r1_applies_to_stylegan2s_d(tmp_path, tiny_npz):
     x = real.requires_grad_(True)
     (grad,) = torch.autograd.grad(D0(x).sum(), x)
     expected = gamma / 2 * every * grad.flatten(1).square().sum(1).mean()
+    assert expected > 1e-3, "the penalty must be large enough for the test to see it"
     assert (totals[0] - d_losses[0]).item() == pytest.approx(expected.item(), rel=1e-4)
 
 
