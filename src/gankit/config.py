@@ -46,7 +46,7 @@ class DataConfig(_Section):
 class ModelConfig(_Section):
     name: ModelName = Field("mlp-reference", description="architecture from the model registry")
     z_dim: int = Field(100, gt=0, le=10_000, description="length of the noise vector z")
-    conditional: bool = Field(False, description="feed class labels to G (embedding) and D (projection)")
+    conditional: bool = Field(False, description="feed class labels to G (embedding; resnet: class-conditional BatchNorm) and D (projection)")
     width: int = Field(64, gt=0, le=4096, description="dcgan, resnet, stylegan2: base channel count (docs/models.md: sizes per width); mlp-toy: hidden units")
     depth: int = Field(3, gt=0, le=100, description="mlp-toy: hidden layers in G and in D")
     d_output: Literal["logits", "sigmoid"] = Field(

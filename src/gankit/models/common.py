@@ -15,7 +15,6 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 
-
 class ModelSettings(Protocol):
     """What builders read of the run's model section (config.ModelConfig), so models need not import the config."""
 
