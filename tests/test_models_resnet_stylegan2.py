@@ -17,6 +17,7 @@ from gankit.config import ModelConfig, StabilizerConfig, load_config
 from gankit.data import load_dataset, save_npz
 from gankit.errors import ConfigError
 from gankit.models import build_models
+from gankit.models.resnet import ClassBatchNorm2d
 from gankit.models.sampling import render
 from gankit.models.stylegan2 import MinibatchStd, ModulatedConv2d
 from gankit.regularizers import path_length_penalty
@@ -80,7 +81,7 @@ def test_packing(name):
 def test_resnet_conditions_g_by_class_batchnorm_and_d_by_projection():
     generator, discriminator = build("resnet", (3, 32, 32), conditional=True)
     assert generator.label_embedding is None, "the label reaches G through its BatchNorm gains, not through z"
-    gains = [m for m in generator.modules() if type(m).__name__ == "ClassBatchNorm2d"]
+    gains = [m for m in generator.modules() if isinstance(m, ClassBatchNorm2d)]
     assert len(gains) == 6 and all(m.gain.weight.shape == (NUM_CLASSES, m.norm.num_features) for m in gains)
     assert discriminator.projection is not None
 
@@ -177,19 +178,36 @@ def small_trainer(tmp_path, npz, *overrides) -> Trainer:
     return Trainer(config, load_dataset(config.data), torch.device("cpu"))
 
 
+class Recorder(Callback):
+    def __init__(self):
+        self.records = []
+
+    def on_log(self, trainer, record):
+        self.records.append(record)
+
+
+def run_one_step(trainer: Trainer, run_dir) -> dict:
+    """One step through fit (train.log_every=1): the step's logged record, its adversarial losses included."""
+    recorder = Recorder()
+    trainer.fit(run_dir, [recorder], max_steps=trainer.step + 1)
+    return recorder.records[-1]
+
+
+def record_totals(update) -> list[torch.Tensor]:
+    """The totals (loss plus penalties) that each step of a trainer's NetworkUpdate minimizes, as they come."""
+    totals = []
+    step = update.step
+    update.step = lambda loss: (totals.append(loss.detach().clone()), step(loss))
+    return totals
+
+
 def test_the_g_step_adds_weight_times_k_times_the_path_length_penalty_every_k_steps(tmp_path, tiny_npz):
     weight, every = 2.0, 2
     trainer = small_trainer(tmp_path, tiny_npz, f"stabilizers.path_length={weight}", f"stabilizers.path_length_every={every}")
     G0 = copy.deepcopy(trainer.G)
     noise_state = trainer.noise.get_state()
-    g_totals = []
-    step = trainer.update_g.step
-    trainer.update_g.step = lambda loss: (g_totals.append(loss.detach().clone()), step(loss))
-    losses = []
-    original_g_loss = trainer.objective.g_loss
-    object.__setattr__(trainer.objective, "g_loss", lambda fake: losses.append(original_g_loss(fake)) or losses[-1])
-    trainer.train_step()
-    trainer.train_step()
+    g_totals = record_totals(trainer.update_g)
+    records = [run_one_step(trainer, tmp_path), run_one_step(trainer, tmp_path)]
 
     # Replay the run's noise stream: the D step's fakes, then the penalty's z, then its y.
     replay = torch.Generator().set_state(noise_state)
@@ -203,8 +221,8 @@ def test_the_g_step_adds_weight_times_k_times_the_path_length_penalty_every_k_st
     mean = 0.01 * lengths.mean()  # the running mean starts at 0
     expected = weight * every * (lengths - mean).square().mean()
     assert expected > 1e-3, "the penalty must be large enough for the test to see it"
-    assert (g_totals[0] - losses[0]).item() == pytest.approx(expected.item(), rel=1e-4)
-    assert g_totals[1].item() == pytest.approx(losses[1].item()), "step 1 is not a regularization step"
+    assert (g_totals[0] - records[0]["g_loss"]).item() == pytest.approx(expected.item(), rel=1e-4)
+    assert g_totals[1].item() == pytest.approx(records[1]["g_loss"]), "step 1 is not a regularization step"
     assert trainer.G.path_length_mean.value.item() == pytest.approx(mean.item(), rel=1e-5)
 
 
@@ -224,7 +242,7 @@ def test_the_path_length_mean_survives_a_checkpoint(tmp_path, tiny_npz):
 def test_the_path_length_mean_stays_float32_in_a_bf16_compute_copy(tmp_path, tiny_npz):
     """A 1% step of a bfloat16 running mean rounds away once the mean is ~100x the step's gap."""
     trainer = small_trainer(tmp_path, tiny_npz, "stabilizers.path_length=2", "stabilizers.path_length_every=1",
-                               "train.precision=bf16", "train.precision_fallback=false")
+                            "train.precision=bf16", "train.precision_fallback=false")
     compute = trainer.update_g.compute
     assert compute is not trainer.G and next(compute.parameters()).dtype == torch.bfloat16
     assert compute.path_length_mean.value.dtype == torch.float32
@@ -241,28 +259,16 @@ def test_lazy_r1_applies_to_the_new_ds(tmp_path, tiny_npz, name, extra):
     gamma, every = 4.0, 2
     trainer = small_trainer(tmp_path, tiny_npz, f"model.name={name}", f"stabilizers.r1={gamma}", f"stabilizers.r1_every={every}", *extra)
     D0 = copy.deepcopy(trainer.D)
-    inputs, totals = [], []
+    inputs = []
     trainer.D.register_forward_hook(lambda module, args, output: inputs.append(args[0].detach().clone()))
-    step = trainer.update_d.step
-    trainer.update_d.step = lambda loss: (totals.append(loss.detach().clone()), step(loss))
-    d_losses = []
-    original = trainer.objective.d_loss
-    object.__setattr__(trainer.objective, "d_loss", lambda real, fake: d_losses.append(original(real, fake)) or d_losses[-1])
-    trainer.train_step()
-    real = inputs[0][:8]
+    totals = record_totals(trainer.update_d)
+    record = run_one_step(trainer, tmp_path)
+    real = inputs[0][:8]  # the joint pass: real first
     x = real.requires_grad_(True)
     (grad,) = torch.autograd.grad(D0(x).sum(), x)
     expected = gamma / 2 * every * grad.flatten(1).square().sum(1).mean()
     assert expected > 1e-3, "the penalty must be large enough for the test to see it"
-    assert (totals[0] - d_losses[0]).item() == pytest.approx(expected.item(), rel=1e-4)
-
-
-class Recorder(Callback):
-    def __init__(self):
-        self.records = []
-
-    def on_log(self, trainer, record):
-        self.records.append(record)
+    assert (totals[0] - record["d_loss"]).item() == pytest.approx(expected.item(), rel=1e-4)
 
 
 # --- a short run each ----------------------------------------------------------------------------
