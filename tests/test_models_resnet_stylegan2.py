@@ -119,6 +119,13 @@ def test_demodulated_conv_keeps_unit_variance_and_matches_per_sample_convolution
         assert not torch.allclose(out, other), "the style changes the output"
 
 
+def set_noise_strengths(generator: nn.Module, strength: float) -> None:
+    with torch.no_grad():
+        for name, param in generator.named_parameters():
+            if name.endswith("noise_strength"):
+                param.fill_(strength)
+
+
 def test_noise_strength_zero_is_deterministic_and_the_style_steers_g():
     torch.manual_seed(0)
     generator, _ = build("stylegan2", (3, 32, 32))
@@ -127,11 +134,13 @@ def test_noise_strength_zero_is_deterministic_and_the_style_steers_g():
     w = generator.map(z)
     torch.testing.assert_close(generator.synthesize(w), generator(z), rtol=0, atol=0)
     assert not torch.allclose(generator.synthesize(w), generator.synthesize(w.flip(0)))
-    with torch.no_grad():
-        for name, param in generator.named_parameters():
-            if name.endswith("noise_strength"):
-                param.fill_(0.5)
-    assert not torch.equal(generator(z), generator(z))
+    set_noise_strengths(generator, 0.5)
+    assert not torch.equal(generator(z), generator(z)), "training draws fresh noise"
+    generator.eval()
+    noisy = generator(z)
+    torch.testing.assert_close(generator(z), noisy, rtol=0, atol=0, msg="eval mode adds each layer's fixed noise")
+    set_noise_strengths(generator, 0.0)
+    assert not torch.allclose(generator(z), noisy), "the fixed noise is there"
 
 
 def test_a_traced_stylegan2_generator_takes_any_batch_size():

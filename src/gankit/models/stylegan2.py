@@ -154,20 +154,25 @@ class ModulatedConv2d(nn.Module):
 
 
 class StyleLayer(nn.Module):
-    """[Up-sample,] modulated conv3, noise times a learned strength (0 at init), bias, LeakyReLU."""
+    """[Up-sample,] modulated conv3, noise times a learned strength (0 at init), bias, LeakyReLU.
 
-    def __init__(self, width_in: int, width_out: int, w_dim: int, up: bool = False) -> None:
+    Training draws fresh per-pixel noise; in eval mode the layer adds its own fixed noise map (drawn
+    once, kept with the weights), so a sample is a function of z alone: the same seed, the same
+    images, and a traced or exported G is deterministic (StyleGAN2's 'const' noise mode)."""
+
+    def __init__(self, width_in: int, width_out: int, w_dim: int, side: int, up: bool = False) -> None:
         super().__init__()
         self.up = up
         self.conv = ModulatedConv2d(width_in, width_out, 3, w_dim)
         self.noise_strength = nn.Parameter(torch.zeros(()))
+        self.register_buffer("fixed_noise", torch.randn(1, 1, side, side))
         self.bias = nn.Parameter(torch.zeros(width_out))
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         if self.up:
             x = _upsample(x)
         x = self.conv(x, w)
-        noise = torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype)
+        noise = torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype) if self.training else self.fixed_noise
         return _activate(x + noise * self.noise_strength + self.bias[:, None, None])
 
 
@@ -189,11 +194,15 @@ class SynthesisNetwork(nn.Module):
     def __init__(self, w_dim: int, widths: list[int], channels: int) -> None:
         super().__init__()
         self.constant = nn.Parameter(torch.randn(widths[0], START_SIDE, START_SIDE))
-        self.first = StyleLayer(widths[0], widths[0], w_dim)
+        self.first = StyleLayer(widths[0], widths[0], w_dim, START_SIDE)
         self.first_image = ToImage(widths[0], channels, w_dim)
         self.blocks = nn.ModuleList(
-            nn.ModuleList([StyleLayer(width_in, width_out, w_dim, up=True), StyleLayer(width_out, width_out, w_dim), ToImage(width_out, channels, w_dim)])
-            for width_in, width_out in zip(widths, widths[1:])
+            nn.ModuleList([
+                StyleLayer(width_in, width_out, w_dim, side, up=True),
+                StyleLayer(width_out, width_out, w_dim, side),
+                ToImage(width_out, channels, w_dim),
+            ])
+            for side, (width_in, width_out) in zip((START_SIDE * 2**i for i in range(1, len(widths))), zip(widths, widths[1:]))
         )
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
