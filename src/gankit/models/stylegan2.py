@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gankit.models.common import Discriminator, DSettings, Generator, ModelSettings, RunningMean, settings_discriminator
+from gankit.models.common import Discriminator, DSettings, Generator, ModelSettings, RunningMean, generator_input_width, settings_discriminator
 
 SIZES = (32, 64, 128, 256)
 START_SIDE = 4
@@ -44,7 +44,7 @@ def build_stylegan2(
     channels, side, _ = sample_shape
     sides = [START_SIDE * 2**i for i in range(int(math.log2(side // START_SIDE)) + 1)]
     w_dim = 8 * model.width
-    mapping = MappingNetwork(model.z_dim + (num_classes or 0), w_dim, model.mapping_layers)
+    mapping = MappingNetwork(generator_input_width(model.z_dim, num_classes), w_dim, model.mapping_layers)
     synthesis = SynthesisNetwork(w_dim, [channels_at(s, model.width) for s in sides], channels)
     generator = StyleGenerator(mapping, synthesis, model.z_dim, sample_shape, num_classes)
     features = StyleDiscriminatorFeatures(channels * stabilizers.pack, [channels_at(s, model.width) for s in reversed(sides)])
