@@ -30,7 +30,7 @@ def test_overrides_are_typed_and_nested():
         ("loss.name=wgangp", "bad config value loss.name='wgangp': Input should be 'minimax', 'non-saturating', 'lsgan', 'wgan', 'wgan-gp' or 'hinge'"),
         ("train.batch_size=0", "bad config value train.batch_size=0: Input should be greater than 0"),
         ("stabilizers.label_smoothing=0.7", "stabilizers.label_smoothing=0.7: Input should be less than 0.5"),
-        ("model.name=resnet", "'mlp-reference', 'dcgan' or 'mlp-toy'"),
+        ("model.name=biggan", "'mlp-reference', 'dcgan', 'resnet', 'stylegan2' or 'mlp-toy'"),
         ("train.epochs=many", "bad config value train.epochs='many': Input should be a valid integer"),
         ("train.epochs", "is not KEY=VALUE"),
     ],

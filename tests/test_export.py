@@ -18,6 +18,8 @@ GENERATORS = {
     "mlp-reference": (ModelConfig(name="mlp-reference"), (1, 28, 28), None),
     "dcgan": (ModelConfig(name="dcgan", width=8), (1, 28, 28), None),
     "conditional-dcgan": (ModelConfig(name="dcgan", width=8, conditional=True), (3, 32, 32), 10),
+    "conditional-resnet": (ModelConfig(name="resnet", width=4, conditional=True), (3, 32, 32), 10),
+    "conditional-stylegan2": (ModelConfig(name="stylegan2", width=4, mapping_layers=2, conditional=True), (1, 32, 32), 10),
 }
 
 

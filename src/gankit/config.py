@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gankit.diffaugment import POLICIES
 from gankit.errors import ConfigError
 from gankit.losses import LOSSES, losses_that
-from gankit.models import BUILDERS
+from gankit.models import BUILDERS, architectures_that, spectral_norm_of, unsupported_d_stabilizer
 
 LossName = Literal[tuple(LOSSES)]
 ModelName = Literal[tuple(BUILDERS)]
@@ -47,13 +47,14 @@ class DataConfig(_Section):
 class ModelConfig(_Section):
     name: ModelName = Field("mlp-reference", description="architecture from the model registry")
     z_dim: int = Field(100, gt=0, le=10_000, description="length of the noise vector z")
-    conditional: bool = Field(False, description="feed class labels to G (embedding) and D (projection)")
-    width: int = Field(64, gt=0, le=4096, description="dcgan: base channel count; mlp-toy: hidden units")
+    conditional: bool = Field(False, description="feed class labels to G (embedding; resnet: class-conditional BatchNorm) and D (projection)")
+    width: int = Field(64, gt=0, le=4096, description="dcgan, resnet, stylegan2: base channel count (docs/models.md: sizes per width); mlp-toy: hidden units")
     depth: int = Field(3, gt=0, le=100, description="mlp-toy: hidden layers in G and in D")
     d_output: Literal["logits", "sigmoid"] = Field(
         "logits", description="sigmoid ends D in nn.Sigmoid (the reference network); the loss then reads probabilities"
     )
     d_norm: Literal["batch", "none"] = Field("batch", description="dcgan: normalization in D's hidden layers")
+    mapping_layers: int = Field(8, gt=0, le=16, description="stylegan2: linear layers of the mapping network z -> w (the paper's 8; 2 is plenty on small data)")
 
 
 class LossConfig(_Section):
@@ -65,9 +66,11 @@ class StabilizerConfig(_Section):
     instance_noise_anneal_steps: int = Field(0, ge=0, description="linearly anneal instance noise to 0 over this many steps; 0 keeps it constant")
     label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="one-sided: D's target for real data is 1 - this")
     d_dropout: float = Field(0.0, ge=0, lt=1, description="dropout after each hidden activation of D")
-    spectral_norm: bool = Field(False, description="spectral normalization on every weight layer of D")
+    spectral_norm: bool | None = Field(None, description="spectral normalization on every weight layer of D; None: what the model implies (resnet: true), else false")
     r1: float = Field(0.0, ge=0, description="gamma of the R1 penalty gamma/2 * |grad D(real)|^2")
     r1_every: int = Field(1, gt=0, description="apply R1 every k D steps (lazy regularization, scaled by k)")
+    path_length: float = Field(0.0, ge=0, description="weight of StyleGAN2's path-length penalty on G (the paper's 2); 0 turns it off; needs a model with a mapping network")
+    path_length_every: int = Field(4, gt=0, description="apply the path-length penalty every k G updates (lazy regularization, scaled by k)")
     gradient_penalty: float | None = Field(None, ge=0, description="WGAN-GP lambda; None: what the loss implies (wgan-gp: 10), else 0")
     weight_clip: float | None = Field(None, ge=0, description="clip D's weights to [-c, c]; None: what the loss implies (wgan: 0.01), else 0 (off)")
     ema_decay: float = Field(0.0, ge=0, lt=1, description="EMA of G's weights (used for sampling); 0 turns it off")
@@ -171,12 +174,13 @@ class Config(_Section):
     watchdog: WatchdogConfig = WatchdogConfig()
 
     @model_validator(mode="after")
-    def _fill_loss_defaults(self) -> Config:
-        """Make the loss-implied settings (the loss registry's `implied`) explicit, so the saved config shows what ran."""
+    def _fill_implied_defaults(self) -> Config:
+        """Make the settings the loss and the model imply (their registry entries' `implied`) explicit, so the saved config shows what ran."""
         implied = LOSSES[self.loss.name].implied
         for key in ("gradient_penalty", "weight_clip"):
             if getattr(self.stabilizers, key) is None:
                 setattr(self.stabilizers, key, implied.get(key, 0.0))
+        self.stabilizers.spectral_norm = spectral_norm_of(self.model.name, self.stabilizers)
         return self
 
     @model_validator(mode="after")
@@ -200,6 +204,11 @@ class Config(_Section):
         if stab.ada_target is not None and not loss.gives_verdicts:
             suited = ", ".join(losses_that(lambda entry: entry.gives_verdicts))
             raise ValueError(f"stabilizers.ada_target steers by the sign of D's scores, which a {self.loss.name} critic does not fix; use it with {suited}")
+        if problem := unsupported_d_stabilizer(model.name, stab):
+            raise ValueError(problem)
+        if stab.path_length and not BUILDERS[model.name].mapping:
+            with_mapping = ", ".join(architectures_that(lambda entry: entry.mapping))
+            raise ValueError(f"stabilizers.path_length needs a generator with a mapping network (model.name={with_mapping}), not model.name={model.name}; set it to 0")
         return self
 
 

@@ -1,7 +1,8 @@
-"""Regularizers and input perturbations for D, each a small function the trainer composes."""
+"""Regularizers and input perturbations (D's, and G's path length), each a small function the trainer composes."""
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -30,6 +31,24 @@ def gradient_penalty(critic: Critic, real: Tensor, fake: Tensor, generator: torc
 def r1_penalty(critic: Critic, real: Tensor, loss_scale: float = 1.0) -> Tensor:
     """R1 (Mescheder et al. 2018): E[|grad D(x)|^2] on real data; the caller scales it by gamma / 2."""
     return _input_gradients(critic, real, loss_scale).pow(2).sum(dim=1).mean()
+
+
+def path_length_penalty(
+    synthesize: Callable[[Tensor], Tensor], w: Tensor, running_mean: Tensor, decay: float = 0.01, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """StyleGAN2's path-length regularization (Karras et al. 2020) of G's w -> image map.
+
+    For y ~ N(0, I) / sqrt(H * W), each sample's length is |J_w^T y| (J the Jacobian of its image in
+    its w); the penalty is E[(length - a)^2], a the running mean of lengths, so a fixed-size step in w
+    moves the image by a fixed amount whatever the direction. Returns (penalty, updated mean): the
+    mean moves by `decay` toward this batch's mean length; the caller keeps it. `w` must require grad
+    (G's mapping output does: the penalty then trains the mapping network too)."""
+    images = synthesize(w)
+    noise = torch.randn(images.shape, device=images.device, generator=generator).to(images.dtype) / math.sqrt(images.shape[2] * images.shape[3])
+    (grads,) = torch.autograd.grad((images * noise).sum(), w, create_graph=True)
+    lengths = grads.float().square().sum(dim=1).sqrt()
+    mean = running_mean.float().lerp(lengths.detach().mean(), decay)
+    return (lengths - mean).square().mean(), mean
 
 
 def instance_noise_std(initial_std: float, anneal_steps: int, step: int) -> float:

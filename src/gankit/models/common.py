@@ -14,8 +14,6 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from gankit.errors import ConfigError
-
 
 class ModelSettings(Protocol):
     """What builders read of the run's model section (config.ModelConfig), so models need not import the config."""
@@ -27,13 +25,14 @@ class ModelSettings(Protocol):
     depth: int
     d_output: str
     d_norm: str
+    mapping_layers: int
 
 
 class DSettings(Protocol):
     """The stabilizers built into D's layers (config.StabilizerConfig)."""
 
     d_dropout: float
-    spectral_norm: bool
+    spectral_norm: bool | None  # None: what the architecture implies (models.spectral_norm_of)
     pack: int
 
 
@@ -47,8 +46,10 @@ class Generator(nn.Module):
 
     `body` maps (N, generator_input_width, *z_spatial) to N * prod(sample_shape) values; its last
     layer sets the range (Tanh: [-1, 1] for images). A conditional G concatenates a learned label
-    code to z; it is num_classes wide, the width of a one-hot code, but trainable. Unconditional
-    generators ignore labels, so a trainer may pass them regardless.
+    code to z; it is num_classes wide, the width of a one-hot code, but trainable. With
+    `labels_to_body`, the body conditions itself instead (class-conditional BatchNorm): it is called
+    as body(z, labels) and z goes in alone. Unconditional generators ignore labels, so a trainer may
+    pass them regardless.
     """
 
     def __init__(
@@ -58,20 +59,33 @@ class Generator(nn.Module):
         sample_shape: Sequence[int],
         num_classes: int | None = None,
         z_spatial: tuple[int, ...] = (),
+        labels_to_body: bool = False,
     ) -> None:
         super().__init__()
         self.z_dim = z_dim
         self.sample_shape = tuple(sample_shape)
         self.num_classes = num_classes
         self.z_spatial = z_spatial  # (1, 1) lets a ConvTranspose2d body read z as a 1x1 map
-        self.label_embedding = nn.Embedding(num_classes, num_classes) if num_classes else None
+        self.labels_to_body = labels_to_body
+        self.label_embedding = nn.Embedding(num_classes, num_classes) if num_classes and not labels_to_body else None
         self.body = body
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        if self.label_embedding is not None:
-            z = torch.cat([z, self.label_embedding(_require_labels(labels, "generator", self.num_classes))], dim=1)
+        code = self.code(z, labels)
+        code = code.reshape(*code.shape, *self.z_spatial)
+        values = self.body(code, self.class_labels(labels)) if self.labels_to_body else self.body(code)
         # shape[0], not len(): an exported graph keeps the batch axis open
-        return self.body(z.reshape(*z.shape, *self.z_spatial)).view(z.shape[0], *self.sample_shape)
+        return values.view(z.shape[0], *self.sample_shape)
+
+    def code(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """G's input: z, with the label code concatenated when G is conditional through it."""
+        if self.label_embedding is None:
+            return z
+        return torch.cat([z, self.label_embedding(self.class_labels(labels))], dim=1)
+
+    def class_labels(self, labels: torch.Tensor | None) -> torch.Tensor | None:
+        """The labels a conditional G needs (refusing None), or None for an unconditional one."""
+        return _require_labels(labels, "generator", self.num_classes) if self.num_classes else None
 
 
 class Discriminator(nn.Module):
@@ -125,6 +139,21 @@ class Discriminator(nn.Module):
         return score if self.sigmoid is None else self.sigmoid(score)
 
 
+def settings_discriminator(
+    features: nn.Module,
+    feature_dim: int,
+    sample_shape: Sequence[int],
+    model: ModelSettings,
+    stabilizers: DSettings,
+    num_classes: int | None,
+    flat_input: bool = False,
+) -> Discriminator:
+    """The Discriminator around `features` as the run's settings ask: packing, the projection when conditional, the Sigmoid."""
+    return Discriminator(
+        features, feature_dim, sample_shape, pack=stabilizers.pack, num_classes=num_classes, sigmoid=model.d_output == "sigmoid", flat_input=flat_input
+    )
+
+
 def _require_labels(labels: torch.Tensor | None, role: str, num_classes: int | None) -> torch.Tensor:
     if labels is None:
         raise ValueError(f"this {role} is conditional: pass labels, an (N,) int64 tensor of classes in [0, {num_classes})")
@@ -144,16 +173,17 @@ def mlp_layers(widths: Sequence[int], activation: Callable[[], nn.Module], dropo
     return layers
 
 
+class RunningMean(nn.Module):
+    """A running statistic kept as a buffer (so checkpoints and EMA copies carry it); a module of its
+    own so the bf16 compute copies keep it in float32, where a 1% update does not round away."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("value", torch.zeros(()))
+
+
 def apply_spectral_norm(discriminator: nn.Module) -> None:
     """Spectral-normalize every Linear, Conv2d and Embedding weight in place (the projection embedding too)."""
     for layer in list(discriminator.modules()):
         if isinstance(layer, (nn.Linear, nn.Conv2d, nn.Embedding)):
             spectral_norm(layer)
-
-
-def require_image_shape(model_name: str, sample_shape: tuple[int, ...]) -> None:
-    if len(sample_shape) != 3:
-        raise ConfigError(
-            f"model.name={model_name} is an image model (samples of shape (C, H, W)), but the data's samples have shape {sample_shape}; "
-            "use model.name=mlp-toy for points"
-        )

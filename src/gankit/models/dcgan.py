@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from gankit.errors import ConfigError
-from gankit.models.common import Discriminator, DSettings, Generator, ModelSettings, generator_input_width, hidden_activation, require_image_shape
+from gankit.models.common import Discriminator, DSettings, Generator, ModelSettings, generator_input_width, hidden_activation, settings_discriminator
 
 START_SIDE = {28: 7, 32: 4, 64: 4}  # image side -> side of G's first (and D's last) feature map
 
@@ -20,11 +19,7 @@ START_SIDE = {28: 7, 32: 4, 64: 4}  # image side -> side of G's first (and D's l
 def build_dcgan(
     model: ModelSettings, stabilizers: DSettings, sample_shape: tuple[int, ...], num_classes: int | None
 ) -> tuple[Generator, Discriminator]:
-    require_image_shape(model.name, sample_shape)
-    channels, height, width = sample_shape
-    if height != width or height not in START_SIDE:
-        supported = ", ".join(f"{side}x{side}" for side in START_SIDE)
-        raise ConfigError(f"model.name=dcgan supports {supported} images, not {height}x{width}; set data.image_size to one of them")
+    channels, height, _ = sample_shape  # square, of a side in START_SIDE: models.build_models checks the registry entry
     start = START_SIDE[height]
     blocks = (height // start).bit_length() - 1  # 7 -> 28: 2 doublings; 4 -> 32: 3; 4 -> 64: 4
     widths = [model.width * 2**block for block in range(blocks)]  # outermost (width) to innermost
@@ -36,13 +31,13 @@ def build_dcgan(
         num_classes,
         z_spatial=(1, 1),
     )
-    discriminator = Discriminator(
+    discriminator = settings_discriminator(
         _discriminator_features(channels * stabilizers.pack, widths, model.d_norm == "batch", stabilizers.d_dropout),
         widths[-1] * start * start,
         sample_shape,
-        pack=stabilizers.pack,
-        num_classes=num_classes,
-        sigmoid=model.d_output == "sigmoid",
+        model,
+        stabilizers,
+        num_classes,
     )
     generator.apply(dcgan_init)
     discriminator.apply(dcgan_init)

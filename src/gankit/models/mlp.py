@@ -10,7 +10,7 @@ import math
 
 from torch import nn
 
-from gankit.models.common import Discriminator, DSettings, Generator, ModelSettings, generator_input_width, mlp_layers, require_image_shape
+from gankit.models.common import Discriminator, DSettings, Generator, ModelSettings, generator_input_width, mlp_layers, settings_discriminator
 
 GENERATOR_HIDDEN = (256, 512, 1024)
 DISCRIMINATOR_HIDDEN = (1024, 512, 256)
@@ -20,7 +20,6 @@ def build_mlp_reference(
     model: ModelSettings, stabilizers: DSettings, sample_shape: tuple[int, ...], num_classes: int | None
 ) -> tuple[Generator, Discriminator]:
     """G: z -> 256 -> 512 -> 1024 -> C*H*W, Tanh (images in [-1, 1]). D: C*H*W*pack -> 1024 -> 512 -> 256 -> 1."""
-    require_image_shape(model.name, sample_shape)
     pixels = math.prod(sample_shape)
     generator_body = nn.Sequential(
         *mlp_layers([generator_input_width(model.z_dim, num_classes), *GENERATOR_HIDDEN], nn.ReLU),
@@ -29,13 +28,5 @@ def build_mlp_reference(
     )
     features = nn.Sequential(*mlp_layers([pixels * stabilizers.pack, *DISCRIMINATOR_HIDDEN], nn.ReLU, stabilizers.d_dropout))
     generator = Generator(generator_body, model.z_dim, sample_shape, num_classes)
-    discriminator = Discriminator(
-        features,
-        DISCRIMINATOR_HIDDEN[-1],
-        sample_shape,
-        pack=stabilizers.pack,
-        num_classes=num_classes,
-        sigmoid=model.d_output == "sigmoid",
-        flat_input=True,
-    )
+    discriminator = settings_discriminator(features, DISCRIMINATOR_HIDDEN[-1], sample_shape, model, stabilizers, num_classes, flat_input=True)
     return generator, discriminator

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from gankit.errors import ConfigError
-from gankit.models.common import Discriminator, DSettings, Generator, ModelSettings, generator_input_width, mlp_layers
+from gankit.models.common import Discriminator, DSettings, Generator, ModelSettings, generator_input_width, mlp_layers, settings_discriminator
 
 
 def build_mlp_toy(
@@ -15,10 +14,6 @@ def build_mlp_toy(
 
     D: d * pack -> width x depth (ReLU [+ dropout]) -> 1. PyTorch's default init.
     """
-    if len(sample_shape) != 1:
-        raise ConfigError(
-            f"model.name=mlp-toy models points (samples of shape (d,)), but the data's samples have shape {sample_shape}; use mlp-reference or dcgan for images"
-        )
     (dims,) = sample_shape
     hidden = [model.width] * model.depth
     generator_body = nn.Sequential(
@@ -27,12 +22,5 @@ def build_mlp_toy(
     )
     features = nn.Sequential(*mlp_layers([dims * stabilizers.pack, *hidden], nn.ReLU, stabilizers.d_dropout))
     generator = Generator(generator_body, model.z_dim, sample_shape, num_classes)
-    discriminator = Discriminator(
-        features,
-        model.width,
-        sample_shape,
-        pack=stabilizers.pack,
-        num_classes=num_classes,
-        sigmoid=model.d_output == "sigmoid",
-    )
+    discriminator = settings_discriminator(features, model.width, sample_shape, model, stabilizers, num_classes)
     return generator, discriminator

@@ -9,13 +9,13 @@
 - `fp16-mixed`: autocast to float16 with a gradient scaler (CUDA only).
 
 Float32 islands, in the spirit of torch.autocast's float32 op list, under both bf16 modes:
-normalization layers keep float32 weights and running statistics (a bfloat16 running average
-stops moving once momentum * (batch stat - running stat) is below half its 8-bit mantissa's
-step, and sampling in eval mode reads those statistics), and the bounded output layers, Sigmoid
-and Tanh, compute and return float32: a bfloat16 Sigmoid rounds every probability above 0.998 to
-exactly 1, which zeroes the BCE gradient of that sample, and Tanh's gradient 1 - y^2 from a
-bfloat16 y beyond +-0.9 (where a generator draws backgrounds) is off by a median 7%, and is
-exactly 0 nearest +-1.
+normalization layers keep float32 weights and running statistics, as do `models.common.RunningMean`
+statistics (a bfloat16 running average stops moving once momentum * (batch stat - running stat)
+is below half its 8-bit mantissa's step, and sampling in eval mode reads those statistics), and
+the bounded output layers, Sigmoid and Tanh, compute and return float32: a bfloat16 Sigmoid
+rounds every probability above 0.998 to exactly 1, which zeroes the BCE gradient of that sample,
+and Tanh's gradient 1 - y^2 from a bfloat16 y beyond +-0.9 (where a generator draws backgrounds)
+is off by a median 7%, and is exactly 0 nearest +-1.
 Inputs enter each network in float32 and are rounded at its door, so z, instance noise and
 penalty interpolations are float32. What each of these is worth: benchmarks/precision_suspects.py,
 benchmarks/precision_quality.py, docs/speed.md.
@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from gankit.config import PrecisionName
 from gankit.errors import ConfigError
+from gankit.models.common import RunningMean
 from gankit.training.distributed import SINGLE, World, average_gradients
 
 MIN_BF16_SPEEDUP = 1.2  # below this, bf16's rounding is not worth it
@@ -91,7 +92,7 @@ def effective_precision(requested: PrecisionName, device: torch.device, fallback
     return requested
 
 
-NORMALIZATIONS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+NORMALIZATIONS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, RunningMean)  # RunningMean: no normalization, the same need
 BOUNDED_OUTPUTS = (nn.Sigmoid, nn.Tanh)
 
 

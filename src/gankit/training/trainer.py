@@ -30,7 +30,7 @@ from gankit.losses import build_objective
 from gankit.records import ADA_FIELDS
 from gankit.models import build_models
 from gankit.models.sampling import cycled_labels, eval_mode
-from gankit.regularizers import add_instance_noise, clip_weights, gradient_penalty, instance_noise_std, r1_penalty
+from gankit.regularizers import add_instance_noise, clip_weights, gradient_penalty, instance_noise_std, path_length_penalty, r1_penalty
 from gankit.training import checkpoint as ckpt
 from gankit.training.distributed import SINGLE, World, average, broadcast_module
 from gankit.training.ema import EMA
@@ -175,7 +175,7 @@ class Trainer:
             with torch.set_grad_enabled(last):
                 fake = self._generate(real.shape[0], labels)
             d_loss, d_real, d_fake = self._d_step(real, fake.detach(), labels, batch_index)
-        g_loss = self._g_step(fake, labels)
+        g_loss = self._g_step(fake, labels, regularize=self.step % self.config.stabilizers.path_length_every == 0)
         for _ in range(1, self.config.stabilizers.g_steps):
             g_loss = self._g_step(self._generate(real.shape[0], labels), labels)
         self.step += 1
@@ -241,15 +241,29 @@ class Trainer:
         if (batch_index + 1) % self.ada.interval == 0:
             self.ada.adjust(lambda sums: average(sums, self.world))
 
-    def _g_step(self, fake: Tensor, labels: Tensor | None) -> Tensor:
+    def _g_step(self, fake: Tensor, labels: Tensor | None, regularize: bool = False) -> Tensor:
+        """One G update; `regularize`: this is a lazy-regularization step for G's penalties."""
+        stab = self.config.stabilizers
         self.update_d.compute.requires_grad_(False)
         loss = self.objective.g_loss(self._critic(labels)(self._d_input(fake)))
-        self.update_g.step(loss)
+        total = loss
+        if regularize and stab.path_length:
+            total = total + stab.path_length * stab.path_length_every * self._path_length_penalty(len(fake), labels)
+        self.update_g.step(total)
         self.update_d.compute.requires_grad_(True)
         if self.ema:
             self.update_g.sync_master_buffers()
             self.ema.update(self.G, self.step)
         return loss.detach()
+
+    def _path_length_penalty(self, count: int, labels: Tensor | None) -> Tensor:
+        """The path-length penalty on fresh noise; G (its registry entry declares a mapping network) keeps the running mean."""
+        generator = self.update_g.compute
+        with autocast(self.precision, self.device):
+            w = generator.map(self._sample_z(count).to(self.update_g.input_dtype), labels)
+            penalty, mean = path_length_penalty(generator.synthesize, w, generator.path_length_mean.value, generator=self.perturb)
+        generator.path_length_mean.value.copy_(mean)
+        return penalty
 
     def _generate(self, count: int, labels: Tensor | None) -> Tensor:
         """`count` fakes from fresh noise under the step's precision (with G's graph unless grad is off)."""
