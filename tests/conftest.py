@@ -10,6 +10,14 @@ SHARED_MNIST = REPO.parent / "shared" / "datasets" / "mnist-10k"
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def folder_cache_dir(tmp_path_factory) -> Path:
+    """Decoded image folders are cached in this session's temp folder, not in ~/.cache (subprocesses inherit it)."""
+    folder = tmp_path_factory.mktemp("folder-cache")
+    os.environ["GANKIT_CACHE_DIR"] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def mnist_10k() -> Path:
     if not (SHARED_MNIST / "train-images-idx3-ubyte.gz").exists():

@@ -6,6 +6,7 @@ one-line message names the key and what is allowed.
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +27,18 @@ MAX_CONFIG_VALUES = 10_000  # a config with YAML aliases may not expand beyond t
 MAX_ECHO = 80  # characters of a user's value repeated in an error line
 
 
+NAMED_BACKGROUNDS = {"white": (255, 255, 255), "black": (0, 0, 0)}
+
+
+def background_rgb(text: str) -> tuple[int, int, int]:
+    """The (R, G, B) of a data.background value: white, black or #RRGGBB."""
+    if text in NAMED_BACKGROUNDS:
+        return NAMED_BACKGROUNDS[text]
+    if not re.fullmatch(r"#[0-9a-fA-F]{6}", text):
+        raise ValueError("use white, black or a colour #RRGGBB (for example #808080)")
+    return int(text[1:3], 16), int(text[3:5], 16), int(text[5:7], 16)
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
@@ -42,6 +55,28 @@ class DataConfig(_Section):
     download: bool = Field(True, description="allow downloading a named dataset that is not found locally")
     per_class: int | None = Field(None, gt=0, description="keep only this many labelled images per class (few-shot); None keeps all")
     subset_seed: int = Field(0, ge=0, le=MAX_SEED, description="picks the per_class images; a larger per_class with the same seed keeps the smaller pick")
+    background: str = Field(
+        "white", description="folder images: transparent pixels are composited onto this (white, black or #RRGGBB); padding (fit=pad) uses it too"
+    )
+    fit: Literal["crop", "pad", "stretch"] = Field(
+        "crop", description="folder images that are not square: crop (shorter side to size, centre crop), pad (longer side to size, background around), stretch"
+    )
+    xflip: bool = Field(False, description="add a mirrored copy of every image (the data doubles; mirrored per batch, no extra memory)")
+    workers: int | None = Field(None, gt=0, le=1024, description="processes decoding a folder's images; None: one per CPU core; 1 decodes in this process")
+    cache: bool = Field(True, description="keep a folder's decoded images as one .npy file, so the next run loads them without decoding")
+    cache_dir: str | None = Field(None, description="where decoded folders are cached; None: $GANKIT_CACHE_DIR, else ~/.cache/gankit/folders")
+    device_memory_mb: int = Field(
+        1024, ge=0, description="datasets larger than this (MB as uint8) stay in host memory, memory-mapped from the cache, and go to the device one batch at a time"
+    )
+
+    @field_validator("background")
+    @classmethod
+    def _known_background(cls, text: str) -> str:
+        background_rgb(text)
+        return text
+
+
+DATA_HANDLING_KEYS = ("data_dir", "download", "workers", "cache", "cache_dir", "device_memory_mb")  # how data is found and held, not what it is
 
 
 class ModelConfig(_Section):
@@ -243,12 +278,13 @@ def _section_at(loc: tuple) -> type[BaseModel] | None:
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """Split 'a.b=value' into (['a', 'b'], value) with the value read as YAML (so 1e-4, true, null work)."""
+    """Split 'a.b=value' into (['a', 'b'], value) with the value read as YAML (so 1e-4, true, null work);
+    a value starting with '#' is text (a colour such as #808080), not a YAML comment."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override {_echo(text)} is not KEY=VALUE (for example train.epochs=3)")
     try:
-        value = parse_yaml(raw) if raw.strip() else ""
+        value = parse_yaml(raw) if raw.strip() and not raw.lstrip().startswith("#") else raw.strip()
     except yaml.YAMLError:
         value = raw
     _check_size(value, f"override {key.strip()}")

@@ -38,7 +38,12 @@ class Structure:
 
 @dataclass
 class Dataset:
-    """samples: uint8 (N, C, H, W) images or float32 (N, 2) toy points; labels: int64 (N,) or None."""
+    """samples: uint8 (N, C, H, W) images or float32 (N, 2) toy points; labels: int64 (N,) or None.
+
+    xflip: the dataset is the N samples and then their mirror images (index i >= N is sample i - N
+    flipped left-right), mirrored per batch. host_resident: samples larger than the device budget stay
+    in host memory (memory-mapped from the folder cache when there is one) and go to the device one
+    batch at a time; every reader indexes them, which gathers only the rows asked for."""
 
     samples: torch.Tensor
     labels: torch.Tensor | None
@@ -46,6 +51,8 @@ class Dataset:
     name: str
     class_names: list[str] | None = None
     structure: Structure = field(default_factory=Structure)
+    xflip: bool = False
+    host_resident: bool = False
 
     def __post_init__(self) -> None:
         if self.labels is not None and len(self.labels) != len(self.samples):
@@ -56,11 +63,40 @@ class Dataset:
         return tuple(self.samples.shape[1:])
 
     def __len__(self) -> int:
-        return len(self.samples)
+        return len(self.samples) * (2 if self.xflip else 1)
 
     def to(self, device: torch.device | str) -> Dataset:
+        """On the device whole, unless host_resident (then batch() sends each batch)."""
+        if self.host_resident:
+            return self
         labels = None if self.labels is None else self.labels.to(device)
         return replace(self, samples=self.samples.to(device), labels=labels)
+
+    def permutation(self, generator: torch.Generator) -> torch.Tensor:
+        """A random order of the len(self) indices (drawn on the CPU), where batch() reads its indices."""
+        return torch.randperm(len(self), generator=generator).to(self.samples.device)
+
+    def batch(self, indices: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The samples and labels (None if unlabelled) at indices (on the samples' device), on `device`."""
+        count = len(self.samples)
+        source = indices % count if self.xflip else indices
+        samples = self.samples[source]
+        labels = None if self.labels is None else self.labels[source]
+        if self.xflip:
+            samples = torch.where((indices >= count).view(-1, *[1] * (samples.ndim - 1)), samples.flip(-1), samples)
+        if samples.device != device:
+            samples, labels = (_to_device(tensor, device) for tensor in (samples, labels))
+        return samples, labels
+
+
+def _to_device(tensor: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    """A host tensor on the device; on CUDA through pinned memory, so the copy does not wait for the GPU
+    (the caching host allocator keeps the pinned block until the copy has finished)."""
+    if tensor is None:
+        return None
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 def per_class_subset(dataset: Dataset, per_class: int, seed: int) -> Dataset:

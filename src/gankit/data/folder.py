@@ -1,42 +1,192 @@
-"""A folder of PNG/JPEG images, searched recursively, decoded once into one array.
+"""A folder of PNG/JPEG images, searched recursively, decoded once (in worker processes) into one
+uint8 array that is cached on disk (data/folder_cache.py), so later runs skip the decoding.
 
-Each image is scaled so its shorter side is the target size, then center-cropped to a square,
-so that photos of any aspect ratio fill the frame without distortion.
+Each image is flattened onto data.background where it has transparency (alpha, a palette or colour
+key: otherwise the colours hidden under transparent pixels would show), then fitted to a square:
+crop scales the shorter side to the size and centre-crops (photos fill the frame undistorted), pad
+scales the longer side and fills the rest with the background, stretch scales each axis.
 
-Channels: forced by data.channels, else 1 when every image is grayscale, else 3.
-Labels: when every image lies under a first-level subfolder, the sorted names of those
-subfolders are the classes (deeper folders count for their first-level folder). A single
-image directly in the root makes the whole folder unlabelled. Hidden files and folders
-(names starting with '.') are skipped.
+Channels: forced by data.channels, else 1 when every image is grayscale (and stays so on the
+background), else 3. Labels: when every image lies under a first-level subfolder, the sorted names
+of those subfolders are the classes (deeper folders count for their first-level folder). A single
+image directly in the root makes the whole folder unlabelled. Hidden files and folders (names
+starting with '.') are skipped.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
+from tqdm import tqdm
 
+from gankit.data import folder_cache
 from gankit.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N")
+GRAYSCALE_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N")
+WHITE = (255, 255, 255)
+CHUNK_IMAGES = 256  # images per task a worker decodes: big enough to amortize the hand-over, small enough to stream
+PROGRESS_MIN_IMAGES = 2_000  # fewer decode in a few seconds: no bar
 
 
-def load_folder(root: Path, image_size: int, channels: int | None) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
-    """(N, C, image_size, image_size) uint8 images, (N,) labels or None, and the class names or None."""
+@dataclass(frozen=True)
+class Decoding:
+    """What each image file becomes; the cache digest covers all of it. channels None: found from the files."""
+
+    size: int
+    channels: int | None = None
+    background: tuple[int, int, int] = WHITE
+    fit: str = "crop"
+
+
+def load_folder(
+    root: Path, decoding: Decoding, workers: int, cache_dir: Path | None, map_above_bytes: int
+) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
+    """(N, C, size, size) uint8 images, (N,) labels or None, and the class names or None. From the cache
+    when it holds this folder as it is now (memory-mapped read-only when larger than map_above_bytes),
+    else decoded and cached; cache_dir None decodes into memory."""
     paths = image_paths(root)
     class_names, labels = _classes(root, paths)
-    return load_images(paths, image_size, channels), labels, class_names
+    cache = cache_dir and folder_cache.writable(cache_dir)
+    if not cache:
+        return decode_images(paths, decoding, workers), labels, class_names
+    cached = folder_cache.cache_file(cache, root, paths, asdict(decoding))
+    channels = (decoding.channels,) if decoding.channels else (1, 3)
+    images = folder_cache.read(cached, len(paths), channels, decoding.size, map_above_bytes)
+    if images is None:
+        shape, chunks = _decoded_chunks(paths, decoding, workers)
+        if not folder_cache.write(cached, shape, chunks):
+            return decode_images(paths, decoding, workers), labels, class_names
+        images = folder_cache.read(cached, len(paths), channels, decoding.size, map_above_bytes)
+    return images, labels, class_names
 
 
 def load_images(paths: list[Path], image_size: int, channels: int | None) -> np.ndarray:
-    """(N, C, image_size, image_size) uint8 from image files, each fitted as described above."""
-    images = [_load_image(path, image_size, channels) for path in paths]
-    if channels is None and any(image.shape[2] == 3 for image in images):
-        images = [np.broadcast_to(image, (image_size, image_size, 3)) for image in images]
-    return np.stack(images).transpose(0, 3, 1, 2)
+    """(N, C, image_size, image_size) uint8 from image files, decoded here as described above (no cache)."""
+    return decode_images(paths, Decoding(image_size, channels), workers=1)
+
+
+def decode_images(paths: Sequence[Path], decoding: Decoding, workers: int) -> np.ndarray:
+    """(N, C, size, size) uint8 in memory."""
+    shape, chunks = _decoded_chunks(paths, decoding, workers)
+    images = np.empty(shape, np.uint8)
+    start = 0
+    for chunk in chunks:
+        images[start : start + len(chunk)] = chunk
+        start += len(chunk)
+    return images
+
+
+def _decoded_chunks(paths: Sequence[Path], decoding: Decoding, workers: int) -> tuple[tuple[int, ...], Iterator[np.ndarray]]:
+    """The array's shape, and its (n, C, size, size) chunks in path order, decoded by `workers` processes
+    (1: here) as they are consumed, behind a progress bar when there are enough to matter."""
+    tasks = [paths[start : start + CHUNK_IMAGES] for start in range(0, len(paths), CHUNK_IMAGES)]
+    if decoding.channels is None:
+        grayscale = _parallel_map(partial(_all_grayscale, background=decoding.background), tasks, workers)
+        decoding = replace(decoding, channels=1 if all(grayscale) else 3)
+    shape = (len(paths), decoding.channels, decoding.size, decoding.size)
+    return shape, _with_progress(_parallel_map(partial(_decode_chunk, decoding=decoding), tasks, workers), len(paths))
+
+
+def _with_progress(chunks: Iterator[np.ndarray], total: int) -> Iterator[np.ndarray]:
+    quiet = total < PROGRESS_MIN_IMAGES or None  # None: tqdm shows the bar only on a terminal
+    with tqdm(total=total, desc="decoding images", unit="img", file=sys.stderr, disable=quiet, dynamic_ncols=True) as bar:
+        for chunk in chunks:
+            bar.update(len(chunk))
+            yield chunk
+
+
+def _parallel_map(function: Callable[[Any], Any], tasks: list, workers: int) -> Iterator[Any]:
+    """function over tasks, in order; in `workers` processes when there is more than one task. A worker's
+    DataError comes back as the same one line (no remote traceback attached)."""
+    if workers <= 1 or len(tasks) <= 1:
+        yield from map(function, tasks)
+        return
+    pool = ProcessPoolExecutor(min(workers, len(tasks)))
+    try:
+        yield from pool.map(function, tasks)
+    except DataError as err:
+        raise DataError(str(err)) from None
+    except BrokenProcessPool:
+        raise DataError("a process decoding images died (out of memory?); decode in this process with data.workers=1") from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _all_grayscale(paths: Sequence[Path], background: tuple[int, int, int]) -> bool:
+    """Whether every image stays gray once flattened onto the background (headers only, no decoding)."""
+    return all(_is_grayscale(path, background) for path in paths)
+
+
+def _is_grayscale(path: Path, background: tuple[int, int, int]) -> bool:
+    with _opened(path) as image:
+        return image.mode in GRAYSCALE_MODES and (len(set(background)) == 1 or not _has_transparency(image))
+
+
+def _decode_chunk(paths: Sequence[Path], decoding: Decoding) -> np.ndarray:
+    return np.stack([decode_image(path, decoding) for path in paths])
+
+
+def decode_image(path: Path, decoding: Decoding) -> np.ndarray:
+    """(C, size, size) uint8 of one file, decoding.channels set."""
+    with _opened(path) as opened:
+        try:
+            image = _flattened(ImageOps.exif_transpose(opened), decoding.background)
+            image = _fitted(image.convert("L" if decoding.channels == 1 else "RGB"), decoding)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            raise _unreadable(path, err) from None
+    array = np.asarray(image)
+    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+def _opened(path: Path) -> Image.Image:
+    try:
+        return Image.open(path)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise _unreadable(path, err) from None
+
+
+def _unreadable(path: Path, err: Exception) -> DataError:
+    return DataError(f"{path}: cannot read this image ({err}); fix or delete the file")
+
+
+def _has_transparency(image: Image.Image) -> bool:
+    return "A" in image.getbands() or "transparency" in image.info  # alpha, or a palette's / colour key's transparent entry
+
+
+def _flattened(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    """An L or RGB image: 16-bit gray keeps its high byte (PIL's convert would clip at 255), and
+    transparency of any kind is composited onto the background (out = a * colour + (1 - a) * background)."""
+    if image.mode.startswith("I"):
+        image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
+    if not _has_transparency(image):
+        return image
+    gray = image.mode in GRAYSCALE_MODES and len(set(background)) == 1
+    pixels = np.asarray(image.convert("LA" if gray else "RGBA"), dtype=np.float32)
+    alpha = pixels[..., -1:] / 255
+    backdrop = np.array(background[:1] if gray else background, dtype=np.float32)
+    flat = np.rint(pixels[..., :-1] * alpha + backdrop * (1 - alpha)).astype(np.uint8)
+    return Image.fromarray(flat[..., 0] if gray else flat)
+
+
+def _fitted(image: Image.Image, decoding: Decoding) -> Image.Image:
+    square = (decoding.size, decoding.size)
+    if decoding.fit == "pad":
+        fill = Image.new("RGB", (1, 1), decoding.background).convert(image.mode).getpixel((0, 0))
+        return ImageOps.pad(image, square, Image.Resampling.BICUBIC, color=fill)
+    if decoding.fit == "stretch":
+        return image.resize(square, Image.Resampling.BICUBIC)
+    return ImageOps.fit(image, square, Image.Resampling.BICUBIC)
 
 
 def image_paths(root: Path) -> list[Path]:
@@ -70,19 +220,3 @@ def _classes(root: Path, paths: list[Path]) -> tuple[list[str] | None, np.ndarra
     names = sorted(set(first_folders))
     index = {name: i for i, name in enumerate(names)}
     return names, np.array([index[name] for name in first_folders], dtype=np.int64)
-
-
-def _load_image(path: Path, size: int, channels: int | None) -> np.ndarray:
-    """(size, size, 1 or 3) uint8."""
-    try:
-        with Image.open(path) as opened:
-            image = ImageOps.exif_transpose(opened)
-            grayscale = image.mode in GRAYSCALE_MODES
-            if image.mode.startswith("I"):  # 16-bit gray: keep the high byte (PIL's convert would clip at 255)
-                image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
-            mode = {1: "L", 3: "RGB", None: "L" if grayscale else "RGB"}[channels]
-            image = ImageOps.fit(image.convert(mode), (size, size), Image.Resampling.BICUBIC)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise DataError(f"{path}: cannot read this image ({err}); fix or delete the file") from None
-    array = np.asarray(image)
-    return array[:, :, None] if array.ndim == 2 else array

@@ -23,12 +23,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import os
+import warnings
+
 import numpy as np
 import torch
 
-from gankit.config import DataConfig
+from gankit.config import DataConfig, background_rgb
+from gankit.data import folder_cache
 from gankit.data.dataset import Dataset, Modes, Structure, per_class_subset
-from gankit.data.folder import load_folder
+from gankit.data.folder import Decoding, load_folder
 from gankit.data.idx import find_split_files, load_idx_folder
 from gankit.data.images import fit_images
 from gankit.data.npz import load_npz
@@ -86,7 +90,10 @@ def _npz(target: str, cfg: DataConfig, seed: int) -> Dataset:
 
 
 def _folder(target: str, cfg: DataConfig, seed: int) -> Dataset:
-    images, labels, class_names = load_folder(Path(target).expanduser(), cfg.image_size or DEFAULT_FOLDER_SIZE, cfg.channels)
+    decoding = Decoding(cfg.image_size or DEFAULT_FOLDER_SIZE, cfg.channels, background_rgb(cfg.background), cfg.fit)
+    workers = cfg.workers or os.cpu_count() or 1
+    cache = folder_cache.location(cfg.cache, cfg.cache_dir)
+    images, labels, class_names = load_folder(Path(target).expanduser(), decoding, workers, cache, _device_budget(cfg))
     return _image_dataset(images, labels, f"folder:{target}", cfg, class_names)
 
 
@@ -138,7 +145,16 @@ def load_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
     """Load cfg.dataset (only data.per_class images of each class when set); seed only matters for generated (toy) data."""
     form, target = form_of(cfg.dataset)
     dataset = replace(form.load(target, cfg, seed), structure=form.structure(target))
-    return per_class_subset(dataset, cfg.per_class, cfg.subset_seed) if cfg.per_class else dataset
+    if cfg.xflip and dataset.structure.kind == "points":
+        raise DataError(f"data.xflip mirrors images, and {dataset.name} holds 2-D points; unset data.xflip")
+    if cfg.per_class:
+        dataset = per_class_subset(dataset, cfg.per_class, cfg.subset_seed)
+    return replace(dataset, xflip=cfg.xflip, host_resident=dataset.samples.nbytes > _device_budget(cfg))
+
+
+def _device_budget(cfg: DataConfig) -> int:
+    """Bytes of samples the training device holds whole (data.device_memory_mb); larger datasets stay on the host."""
+    return cfg.device_memory_mb * 2**20
 
 
 def _image_dataset(
@@ -146,7 +162,9 @@ def _image_dataset(
 ) -> Dataset:
     if len(images) == 0:
         raise DataError(f"{name} holds no images")
-    samples = torch.from_numpy(np.ascontiguousarray(images))
+    with warnings.catch_warnings():  # a memory-mapped cache is read-only; every reader indexes it, which copies
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+        samples = torch.from_numpy(np.ascontiguousarray(images))
     samples = fit_images(samples.unsqueeze(1) if samples.ndim == 3 else samples, cfg.image_size, cfg.channels)
     if labels is None:
         return Dataset(samples, None, None, name, class_names)

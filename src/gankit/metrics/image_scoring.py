@@ -42,7 +42,7 @@ class ImageScorer:
         self.say = say
         self.about: dict[str, Any] = {}
         self.evaluator = self.feature_net = self.evaluator_info = None
-        data = load_dataset(config.data.model_copy(update={"split": "train"}), config.train.seed)
+        data = load_dataset(config.data.model_copy(update={"split": "train", "xflip": False}), config.train.seed)  # the real images, unmirrored
         self.sample_shape = data.sample_shape
         if choice and choice.startswith(INCEPTION_PREFIX):
             self._use_inception(choice.removeprefix(INCEPTION_PREFIX), trust, data)

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from gankit.config import Config, DataConfig, LossConfig, ModelConfig, OptimConfig, apply_overrides, from_dict, load_config, read_yaml, to_yaml
+from gankit.config import DATA_HANDLING_KEYS, Config, DataConfig, LossConfig, ModelConfig, OptimConfig, apply_overrides, from_dict, load_config, read_yaml, to_yaml
 from gankit.data import load_dataset
 from gankit.errors import CheckpointError, ConfigError, GankitError, TrainingDiverged
 from gankit.files import RunPaths, write_atomically
@@ -124,7 +124,7 @@ def _fit_run(trainer: Trainer, paths: RunPaths, dataset, max_steps: int | None, 
 FIXED_ON_RESUME = (
     *(f"model.{key}" for key in ModelConfig.model_fields),
     *(f"loss.{key}" for key in LossConfig.model_fields),
-    *(f"data.{key}" for key in DataConfig.model_fields if key not in ("data_dir", "download")),
+    *(f"data.{key}" for key in DataConfig.model_fields if key not in DATA_HANDLING_KEYS),
     "optim.optimizer", "stabilizers.spectral_norm", "stabilizers.ema_decay", "stabilizers.pack", "train.batch_size",
 )
 

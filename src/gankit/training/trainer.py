@@ -287,11 +287,10 @@ class Trainer:
         epoch, position = divmod(batch_index, self.batches_per_epoch)
         if self._epoch_order is None or self._epoch_order[0] != epoch:
             order_rng = torch.Generator().manual_seed(self.config.train.seed * 1_000_003 + epoch)
-            self._epoch_order = (epoch, torch.randperm(len(self.data), generator=order_rng).to(self.device))
+            self._epoch_order = (epoch, self.data.permutation(order_rng))
         start = position * self.config.train.batch_size + self.world.rank * self.local_batch
-        indices = self._epoch_order[1][start : start + self.local_batch]
-        labels = self.data.labels[indices] if self.G.num_classes else None
-        return to_model_range(self.data.samples[indices]), labels
+        samples, labels = self.data.batch(self._epoch_order[1][start : start + self.local_batch], self.device)
+        return to_model_range(samples), labels if self.G.num_classes else None
 
     def _fixed_inputs(self) -> tuple[Tensor, Tensor | None]:
         count = POINTS_EVALUATION_SIZE if self.data.structure.kind == "points" else self.config.train.sample_grid

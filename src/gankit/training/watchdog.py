@@ -95,8 +95,8 @@ class ImageProbe:
         self.evaluator = evaluator
         self.num_samples = num_samples
         self.seed = seed
-        count = min(num_samples, len(data))
-        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:count]
+        count = min(num_samples, len(data.samples))  # the real images, unmirrored (data.xflip)
+        order = torch.randperm(len(data.samples), generator=torch.Generator().manual_seed(seed))[:count]
         real_features, _ = extract(evaluator, data.samples[order].cpu())
         self.real_spread = _mean_pairwise_distance(real_features)
 
