@@ -166,16 +166,17 @@ def _has_transparency(image: Image.Image) -> bool:
 
 def _flattened(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
     """An L or RGB image: 16-bit gray keeps its high byte (PIL's convert would clip at 255), and
-    transparency of any kind is composited onto the background (out = a * colour + (1 - a) * background)."""
+    transparency of any kind is composited onto the background: out = (a * colour + (255 - a) * background) / 255,
+    rounded (integers: at most 255 * 255, so uint16 holds it)."""
     if image.mode.startswith("I"):
         image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
     if not _has_transparency(image):
         return image
     gray = image.mode in GRAYSCALE_MODES and len(set(background)) == 1
-    pixels = np.asarray(image.convert("LA" if gray else "RGBA"), dtype=np.float32)
-    alpha = pixels[..., -1:] / 255
-    backdrop = np.array(background[:1] if gray else background, dtype=np.float32)
-    flat = np.rint(pixels[..., :-1] * alpha + backdrop * (1 - alpha)).astype(np.uint8)
+    pixels = np.asarray(image.convert("LA" if gray else "RGBA")).astype(np.uint16)
+    alpha = pixels[..., -1:]
+    backdrop = np.array(background[:1] if gray else background, dtype=np.uint16)
+    flat = ((pixels[..., :-1] * alpha + backdrop * (255 - alpha) + 127) // 255).astype(np.uint8)
     return Image.fromarray(flat[..., 0] if gray else flat)
 
 
