@@ -309,12 +309,12 @@ def mapped_file(tensor: torch.Tensor) -> Path | None:
     return None
 
 
-def trainer_for(root: Path, *overrides: str) -> Trainer:
+def trainer_for(root: Path, *overrides: str, device: str = "cpu") -> Trainer:
     config = load_config(
         "configs/dcgan-fashion.yaml",
         [f"data.dataset=folder:{root}", "data.image_size=28", "data.workers=1", "model.width=4", "train.batch_size=4", *overrides],
     )
-    return Trainer(config, load_dataset(config.data), torch.device("cpu"))
+    return Trainer(config, load_dataset(config.data), torch.device(device))
 
 
 def test_over_the_budget_the_data_stays_memory_mapped_and_batches_match(tmp_path):
@@ -325,6 +325,23 @@ def test_over_the_budget_the_data_stays_memory_mapped_and_batches_match(tmp_path
     assert mapped_file(mapped.data.samples).suffix == ".npy" and mapped_file(whole.data.samples) is None
     for batch in range(7):  # across epoch boundaries (3 batches per epoch)
         assert torch.equal(whole._real_batch(batch)[0], mapped._real_batch(batch)[0])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: host-resident batches go to the GPU through pinned memory")
+@pytest.mark.parametrize("xflip", ["false", "true"])
+def test_cuda_batches_from_host_memory_equal_those_on_the_device(tmp_path, xflip):
+    """On a GPU machine: pytest tests/test_folder_scale.py -k cuda"""
+    root = make_folder(tmp_path / "images")
+    whole = trainer_for(root, f"data.xflip={xflip}", device="cuda")
+    mapped = trainer_for(root, f"data.xflip={xflip}", "data.device_memory_mb=0", device="cuda")
+    assert whole.data.samples.is_cuda and not mapped.data.samples.is_cuda
+    for batch in range(7):
+        expected, sent = whole._real_batch(batch)[0], mapped._real_batch(batch)[0]
+        assert sent.is_cuda and torch.equal(expected, sent)
+    images, labels = mapped.data.batch(mapped.data.permutation(torch.Generator().manual_seed(0))[:4], torch.device("cuda"))
+    assert images.is_cuda and labels.is_cuda
+    mapped.train_step()
+    torch.cuda.synchronize()
 
 
 @pytest.mark.parametrize("budget", ["1024", "0"])

@@ -1,7 +1,8 @@
-"""Datasets, held whole in memory as one tensor so that the trainer slices batches on the device.
+"""Datasets as one uint8 tensor: on the training device when it fits data.device_memory_mb, else in host
+memory (a folder's memory-mapped from its decode cache), where Dataset.batch gathers each batch.
 
 dataset: the Dataset and what its form says about it (Structure); forms: the data.dataset forms
-by name and loading; images: pixel conversions; idx, sources, folder, npz, toy, stacked: the readers.
+by name and loading; images: pixel conversions; idx, sources, folder (+ folder_cache), npz, toy, stacked: the readers.
 """
 
 from gankit.data.dataset import Dataset, Modes, Structure, per_class_subset

@@ -12,9 +12,11 @@ one entry in FORMS.
   stacked-mnist[:SOURCE] data.generated_samples stacks of three digits from SOURCE (default mnist;
                          e.g. stacked-mnist:idx:../shared/datasets/mnist-10k), 1000 classes (see stacked)
 
-Images come out uint8 (N, C, H, W); data.image_size resizes (shorter side, then center crop)
-with antialiasing and data.channels converts between grayscale and RGB. Folders default to
-64 x 64; other image sources keep their native size. Toy data ignores both settings.
+Images come out uint8 (N, C, H, W); data.image_size resizes (shorter side, then center crop; folders:
+as data.fit says) with antialiasing and data.channels converts between grayscale and RGB. Folders
+default to 64 x 64; other image sources keep their native size. Toy data ignores both settings.
+load_dataset applies what holds for every form: data.per_class, data.xflip, and whether the samples
+exceed data.device_memory_mb (then they stay in host memory: Dataset.host_resident).
 """
 
 from __future__ import annotations
