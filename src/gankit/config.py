@@ -66,7 +66,7 @@ class DataConfig(_Section):
     cache: bool = Field(True, description="keep a folder's decoded images as one .npy file, so the next run loads them without decoding")
     cache_dir: str | None = Field(None, description="where decoded folders are cached; None: $GANKIT_CACHE_DIR, else ~/.cache/gankit/folders")
     device_memory_mb: int = Field(
-        1024, ge=0, description="datasets larger than this (MB as uint8) stay in host memory, memory-mapped from the cache, and go to the device one batch at a time"
+        1024, ge=0, description="datasets larger than this (MB as uint8) stay in host memory (a folder's memory-mapped from its cache) and go to the device one batch at a time"
     )
 
     @field_validator("background")

@@ -21,12 +21,11 @@ exceed data.device_memory_mb (then they stay in host memory: Dataset.host_reside
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-
-import os
-import warnings
 
 import numpy as np
 import torch
