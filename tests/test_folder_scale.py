@@ -167,6 +167,16 @@ def test_corrupt_image_in_a_worker_is_one_line_naming_the_file(tmp_path, monkeyp
     assert err.value.__cause__ is None and err.value.__suppress_context__
 
 
+def test_files_are_listed_in_pathlib_order_without_hidden_ones(tmp_path):
+    """The listing is strings for speed; its order (the samples' order, so the data order) stays pathlib's."""
+    for name in ["a/x.png", "a-b/x.png", "a/B.png", "a/b/c.jpg", "Z.png", "a.b/x.JPEG", ".hidden/x.png", "a/.x.png", "a/notes.txt"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    expected = sorted(path.relative_to(tmp_path) for path in tmp_path.rglob("*") if path.is_file())
+    expected = [path.as_posix() for path in expected if path.suffix.lower() in folder.IMAGE_SUFFIXES and not any(p.startswith(".") for p in path.parts)]
+    assert [file.name for file in folder.image_files(tmp_path)] == expected
+
+
 # --- the cache ------------------------------------------------------------------------------------
 
 
@@ -438,13 +448,13 @@ def test_a_100k_image_128px_folder_trains_below_its_4_9_gb_in_memory(tmp_path):
     decoding through workers. The 100M-parameter MLP with Adam takes ~1.6 GB of the measured memory."""
     folder_loading = pytest.importorskip("folder_loading")
     root, cache = folder_loading.synthetic_folder(tmp_path / "images", 100_000), tmp_path / "cache"
-    paths = folder.image_paths(root)
-    as_configured = folder.Decoding(128)  # data.image_size=128, the other settings at their defaults
-    distinct = {path.stat().st_ino: folder.decode_image(path, folder.Decoding(128, 3)) for path in paths[: folder_loading.SOURCES]}
-    inodes = [path.stat().st_ino for path in paths]
+    files = folder.image_files(root)
+    inodes = [(root / file.name).stat().st_ino for file in files]
+    distinct = {inodes[index]: folder.decode_image(root / files[index].name, folder.Decoding(128, 3)) for index in range(folder_loading.SOURCES)}
     chunks = (np.stack([distinct[inode] for inode in inodes[start : start + 1000]]) for start in range(0, len(inodes), 1000))
-    cached = folder_cache.cache_file(cache, root, paths, asdict(as_configured))
-    assert folder_cache.write(cached, (len(paths), 3, 128, 128), chunks)
+    as_configured = folder.Decoding(128)  # data.image_size=128, the other settings at their defaults
+    cached = folder_cache.cache_file(cache, [(file.name, file.size, file.mtime_ns) for file in files], asdict(as_configured))
+    assert folder_cache.write(cached, (len(files), 3, 128, 128), chunks)
     written = cached.stat().st_ino
     assert_below_the_array(probe_memory(root, 128, "mlp-reference", cache), 100_000, 128)
     assert cached.stat().st_ino == written  # the probe trained from the file written here (a rebuild would replace it)

@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from gankit.data.sources import cache_dir as default_cache_dir
-from gankit.errors import DataError
 from gankit.files import atomic_write
 
 CACHE_FORMAT = 1  # bump when decoding changes what the same settings produce
@@ -50,14 +49,11 @@ def writable(folder: Path) -> Path | None:
     return folder
 
 
-def cache_file(folder: Path, root: Path, paths: Sequence[Path], decoding: dict[str, Any]) -> Path:
+def cache_file(folder: Path, files: Sequence[tuple[str, int, int]], decoding: dict[str, Any]) -> Path:
+    """folder/<digest>.npy for the files (path below the folder, size, mtime in ns) decoded with these settings."""
     digest = hashlib.sha256(json.dumps({"format": CACHE_FORMAT, **decoding}, sort_keys=True).encode())
-    for path in paths:
-        try:
-            stat = path.stat()
-        except OSError as err:
-            raise DataError(f"{path}: {err.strerror}; the folder changed while it was being read, run again") from None
-        digest.update(f"{path.relative_to(root).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    for name, size, mtime_ns in files:
+        digest.update(f"{name}\0{size}\0{mtime_ns}\n".encode())
     return folder / f"{digest.hexdigest()[:32]}.npy"
 
 
