@@ -4,7 +4,7 @@ from process start to the end of the first training step, and the process's peak
 against the size of the decoded array.
 
     python benchmarks/folder_loading.py [--folder DIR] [--image-size 64] [--workers N] [--out benchmarks/results/folder_loading.json]
-    python benchmarks/folder_loading.py --synthetic 100000 --image-size 128 --model mlp-reference   # 4.9 GB as uint8
+    python benchmarks/folder_loading.py --synthetic 100000 --image-size 128 --model resnet   # 4.9 GB as uint8
 
 --synthetic N builds a folder of N images (tiny emoji, or noise when the emoji folder is absent,
 hard-linked N times over 9 class folders, so it costs seconds and almost no disk) and upscales them
