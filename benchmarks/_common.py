@@ -34,6 +34,7 @@ from gankit.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 MATMUL_FLAG_MARKS = ("avx", "amx", "fma", "f16c", "bf16")  # the CPU flags that decide matrix-product speed
 
 
@@ -53,7 +54,9 @@ def machine_description(device: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Row:
-    """One table row: a preset plus overrides, trained for `steps` G steps or `seconds` wall clock."""
+    """One table row: a preset plus overrides, trained for `steps` G steps or `seconds` of `clock`:
+    "wall" (elapsed time) or "cpu" (the training process's CPU time, which other work on the machine
+    does not eat into)."""
 
     name: str
     config: str
@@ -61,6 +64,7 @@ class Row:
     steps: int | None = None
     seconds: float | None = None
     note: str = ""
+    clock: str = "wall"
     score_overrides: tuple[str, ...] = ()  # applied to the config only for scoring, e.g. a fuller reference set
 
 
@@ -87,13 +91,13 @@ def run_one(job: Job) -> dict[str, Any]:
     out = base / f"{_slug(row.name)}-seed{job.seed}" if job.keep_dir else base
     if job.keep_dir and out.exists():
         shutil.rmtree(out)
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     try:
         if row.seconds is not None:
-            result = _train_for_seconds(config, out, row.seconds, row.steps)
+            result = _train_for_seconds(config, out, row.seconds, row.steps, CLOCKS[row.clock])
         else:
             result = gankit.train(config, out_dir=out, max_steps=row.steps, device="cpu", progress=False)
-        train_seconds = time.perf_counter() - start
+        train_seconds, train_cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
         generator = gankit.load(result.run_dir)
         scoring = from_dict(apply_overrides(config.model_dump(mode="json"), list(row.score_overrides))) if row.score_overrides else config
         evaluation = RunEvaluator(scoring)(generator, seed=0)
@@ -104,6 +108,7 @@ def run_one(job: Job) -> dict[str, Any]:
             "seed": job.seed,
             "steps": result.step,
             "train_seconds": round(train_seconds, 1),
+            "train_cpu_seconds": round(train_cpu_seconds, 1),
             "eval_seconds": evaluation["seconds"],
             "metrics": evaluation["metrics"],
         }
@@ -114,15 +119,15 @@ def run_one(job: Job) -> dict[str, Any]:
             shutil.rmtree(base, ignore_errors=True)
 
 
-def _train_for_seconds(config, out: Path, seconds: float, cap_steps: int | None):
-    """Train in chunks of steps until `seconds` of wall clock have passed (resuming the same run)."""
+def _train_for_seconds(config, out: Path, seconds: float, cap_steps: int | None, clock: Callable[[], float] = time.perf_counter):
+    """Train in chunks of steps until `seconds` of `clock` have passed (resuming the same run)."""
     import gankit
 
     chunk = 10  # a short first chunk measures the rate; slow rows (n_critic 5) must not overshoot
-    start = time.perf_counter()
+    start = clock()
     result = gankit.train(config, out_dir=out, max_steps=chunk, device="cpu", progress=False)
-    while time.perf_counter() - start < seconds and (cap_steps is None or result.step < cap_steps):
-        elapsed = time.perf_counter() - start
+    while clock() - start < seconds and (cap_steps is None or result.step < cap_steps):
+        elapsed = clock() - start
         rate = result.step / elapsed
         remaining = seconds - elapsed
         target = result.step + max(1, min(int(rate * remaining), 4 * result.step))
