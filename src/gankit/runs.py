@@ -14,8 +14,8 @@ from torch import nn
 from gankit.config import Config, from_dict
 from gankit.errors import CheckpointError
 from gankit.files import RunPaths, is_pickle, load_trusted_state_dict
-from gankit.models import build_models
 from gankit.training import checkpoint as ckpt
+from gankit.training.tasks import TRAINERS
 
 
 def _checkpoint_file(run_or_checkpoint: str | Path, which: str) -> Path:
@@ -59,7 +59,7 @@ def open_checkpoint(
     if "config" not in state or "sample_shape" not in state:
         raise CheckpointError(f"{path} lacks the gankit state (config, sample shape); it was not written by gankit train")
     config = from_dict(state["config"])
-    generator, discriminator = build_models(config.model, config.stabilizers, tuple(state["sample_shape"]), state.get("num_classes"))
+    generator, discriminator = TRAINERS[config.task].build_networks(config, tuple(state["sample_shape"]), state.get("num_classes"))
     has_ema = any(name.startswith("G_ema.") for name in tensors)
     g_prefix = "G_ema." if ema and has_ema else "G."
     try:
@@ -98,6 +98,7 @@ def info(run_dir: str | Path) -> dict[str, Any]:
     return {
         "run": str(paths.root),
         "name": config.name,
+        "task": config.task,
         "model": config.model.name + (" (conditional)" if config.model.conditional else ""),
         "loss": config.loss.name,
         "dataset": config.data.dataset,
