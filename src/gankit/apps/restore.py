@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -26,8 +27,11 @@ from gankit.data.npz import load_npz, save_npz
 from gankit.degradations import MAX_BLUR_SIGMA, Degradation, GaussianBlur, GaussianNoise, Mask, RestoreError, center_hole, psnr
 from gankit.files import atomic_write
 from gankit.losses import log_d
+from gankit.models.sampling import eval_mode
+from gankit.models.unet import paste_known, restorer_inputs
 from gankit.data.images import to_uint8_images
 from gankit.report.plots import image_grid
+from gankit.runs import LoadedRun, open_checkpoint
 
 MAX_CANDIDATES_PER_IMAGE = 1024  # restarts x classes tried for each image
 MASK_HOLE_LEVEL = 128  # mask images: pixels at or above this grey level are missing (white = fill in)
@@ -270,21 +274,19 @@ def read_images(path: Path, sample_shape: tuple[int, ...]) -> Tensor:
     return to_model_range(torch.from_numpy(np.ascontiguousarray(images)))
 
 
-def write_outputs(out: Path, observed: Tensor, result: Restoration, truth: Tensor | None = None, strips: int = 16) -> dict[str, object]:
+def write_outputs(
+    out: Path, observed: Tensor, images: Tensor, labels: Tensor | None = None, truth: Tensor | None = None, strips: int = 16, summary: dict[str, object] | None = None
+) -> dict[str, object]:
     """restored.npz, restored.png (grid), strips.png (observed | restored [| ground truth] per row)
-    and summary.json (PSNR before and after when the ground truth is known), all written atomically."""
-    save_npz(out / "restored.npz", to_uint8_images(result.images).transpose(0, 3, 1, 2), result.labels)
-    write_png(out / "restored.png", image_grid(result.images))
+    and summary.json (`summary`, the image count, and PSNR before and after when the ground truth is known), all written atomically."""
+    save_npz(out / "restored.npz", to_uint8_images(images).transpose(0, 3, 1, 2), labels)
+    write_png(out / "restored.png", image_grid(images))
     shown = slice(0, strips)
-    columns = [observed[shown], result.images[shown]] + ([truth[shown]] if truth is not None else [])
+    columns = [observed[shown], images[shown]] + ([truth[shown]] if truth is not None else [])
     write_png(out / "strips.png", image_grid(torch.stack(columns, 1).flatten(0, 1), columns=len(columns)))
-    summary: dict[str, object] = {
-        "images": len(result.images),
-        "data_error_start": result.start_error.mean().item(),
-        "data_error_end": result.data_error.mean().item(),
-    }
+    summary = {"images": len(images), **(summary or {})}
     if truth is not None:
-        summary |= {"psnr_observed": psnr(observed, truth).mean().item(), "psnr_restored": psnr(result.images, truth).mean().item()}
+        summary |= {"psnr_observed": psnr(observed, truth).mean().item(), "psnr_restored": psnr(images, truth).mean().item()}
     with atomic_write(out / "summary.json") as file:
         file.write((json.dumps(summary, indent=2) + "\n").encode())
     return summary
@@ -297,11 +299,53 @@ def write_png(path: Path, picture: Image.Image) -> None:
         file.write(buffer.getvalue())
 
 
+def restore_forward(restorer: nn.Module, observed: Tensor, degradation: Degradation, paste: bool = True, batch_size: int = 500) -> Tensor:
+    """Restore observed (N, C, H, W) images in [-1, 1] with a trained restorer (task=restore's U-Net), one
+    forward pass per batch; where `paste` and the observation is exact (a mask alone), known pixels are kept."""
+    _check_inputs(restorer, observed, degradation, None)
+    device = next(restorer.parameters()).device
+    exact = torch.full((batch_size,), paste and degradation.exact, device=device)
+    parts = []
+    with torch.no_grad(), eval_mode(restorer):
+        for start in range(0, len(observed), batch_size):
+            chunk = slice(start, start + batch_size)
+            inputs = restorer_inputs(observed[chunk].to(device), degradation.rows(chunk).known(observed))
+            parts.append(paste_known(restorer(inputs), inputs, exact[: len(inputs)]).clamp(-1, 1).cpu())
+    return torch.cat(parts)
+
+
+@dataclass(frozen=True)
+class Request:
+    """What `gankit restore` was asked beyond the images: the inversion's settings and labels (None when not given)."""
+
+    settings: InversionSettings | None
+    labels: Tensor | None
+    seed: int
+
+
+def _by_inversion(loaded: LoadedRun, observed: Tensor, degradation: Degradation, request: Request) -> tuple[Tensor, Tensor | None, dict[str, object]]:
+    result = restore(loaded.generator, observed, degradation, request.settings, discriminator=loaded.discriminator, labels=request.labels, seed=request.seed)
+    return result.images, result.labels, {"method": "invert", "data_error_start": result.start_error.mean().item(), "data_error_end": result.data_error.mean().item()}
+
+
+def _by_restorer(loaded: LoadedRun, observed: Tensor, degradation: Degradation, request: Request) -> tuple[Tensor, Tensor | None, dict[str, object]]:
+    if request.settings is not None or request.labels is not None:
+        raise RestoreError("search settings (--steps, --restarts, ...) and --label belong to --method invert; a restorer run needs none of them")
+    start = time.perf_counter()
+    images = restore_forward(loaded.generator, observed, degradation, loaded.config.restore.paste_known)
+    return images, None, {"method": "forward", "images_per_s": len(images) / max(time.perf_counter() - start, 1e-9)}
+
+
+METHODS = {"invert": _by_inversion, "forward": _by_restorer}  # how `gankit restore` restores, by --method
+TASK_METHODS = {"generate": ("invert",), "restore": ("forward",)}  # what each kind of run can do; the first is its default
+
+
 def restore_run(
     run_dir: str | Path,
     input_path: str | Path,
     out: str | Path,
     *,
+    method: str | None = None,
     mask: str | None = None,
     noise: float = 0.0,
     blur: float = 0.0,
@@ -314,11 +358,14 @@ def restore_run(
     trust: bool = False,
     strips: int = 16,
 ) -> dict[str, object]:
-    """`gankit restore`: read images, degrade them (unless `degraded`: they already are, and the
-    mask marks what is missing), restore them with the run's G and D, and write_outputs to `out`."""
-    from gankit.runs import open_checkpoint
-
+    """`gankit restore`: read images, degrade them (unless `degraded`: they already are, and the mask marks
+    what is missing), restore them (a generator run by inversion, a restorer run in one forward pass; `method`
+    None picks the run's) and write_outputs to `out`."""
     loaded = open_checkpoint(run_dir, checkpoint, device=device, trust=trust)
+    task = loaded.config.task
+    method = method or TASK_METHODS[task][0]
+    if method not in TASK_METHODS[task]:
+        raise RestoreError(f"--method {method} does not apply to {run_dir}, a task={task} run; use --method {' or '.join(TASK_METHODS[task])} (or leave --method out)")
     shape = tuple(loaded.generator.sample_shape)
     if len(shape) != 3:
         raise RestoreError(f"{run_dir} is a GAN of 2-D points, not images; restore needs an image run")
@@ -329,5 +376,5 @@ def restore_run(
     degradation.check_fits(images)
     observed = images * degradation.known(images) if degraded else degradation.corrupt(images, rng)
     labels = None if label is None else torch.full((len(images),), label)
-    result = restore(loaded.generator, observed, degradation, settings, discriminator=loaded.discriminator, labels=labels, seed=seed)
-    return write_outputs(Path(out), observed, result, None if degraded else images, strips)
+    restored, restored_labels, summary = METHODS[method](loaded, observed, degradation, Request(settings, labels, seed))
+    return write_outputs(Path(out), observed, restored, restored_labels, None if degraded else images, strips, summary)
