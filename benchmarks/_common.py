@@ -451,3 +451,13 @@ def fashion_classifier(labels: torch.Tensor, shape: tuple[int, ...]) -> Callable
         return float((logits.argmax(1) == labels).float().mean())
 
     return accuracy
+
+
+def report_restoration(out: Path, fields: dict[str, Any], started: float, text: str, heading: str, strips: str) -> None:
+    """Write the results JSON (the command, `fields`, minutes, the table) atomically and print the table."""
+    from gankit.files import atomic_write
+
+    payload = {"command": " ".join([Path(sys.executable).name, *sys.argv]), **fields, "minutes": round((time.perf_counter() - started) / 60, 2), "table": text}
+    with atomic_write(out) as file:
+        file.write((json.dumps(payload, indent=1) + "\n").encode())
+    print(f"\n{heading}\n\n{text}\n\nresults: {out}; strips: {strips}")

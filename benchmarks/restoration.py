@@ -19,7 +19,6 @@ to benchmarks/results/restoration-TASK.png.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -30,12 +29,21 @@ import torch
 from gankit.apps.restore import Degradation, InversionSettings, parse_mask, restore, write_png
 from gankit.config import DataConfig
 from gankit.data import load_dataset, to_model_range
-from gankit.files import atomic_write
 from gankit.report.plots import image_grid
 from gankit.runs import open_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RestorationBaseline, apply_classical, classical_restorers, fashion_classifier, from_unit, hole_of, restoration_scores, to_unit  # noqa: E402
+from _common import (  # noqa: E402
+    RestorationBaseline,
+    apply_classical,
+    classical_restorers,
+    fashion_classifier,
+    from_unit,
+    hole_of,
+    report_restoration,
+    restoration_scores,
+    to_unit,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NOISE_SIGMA = 0.3
@@ -114,21 +122,9 @@ def main() -> None:
         results[task], strips = run_task(task, degradation, truth, loaded, settings, args.seed, classify)
         write_png(args.out.parent / f"restoration-{task}.png", image_grid(torch.stack([s.cpu() for s in strips], 1).flatten(0, 1), columns=len(strips)))
     text = table(results)
-    payload = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "run": str(loaded.path),
-        "step": loaded.state["step"],
-        "images": args.n,
-        "settings": settings.model_dump(),
-        "minutes": round((time.perf_counter() - started) / 60, 2),
-        "table": text,
-        "results": results,
-    }
-    with atomic_write(args.out) as out:
-        out.write((json.dumps(payload, indent=1) + "\n").encode())
-    print(f"\nFashion-MNIST t10k, first {args.n} images, {loaded.path} (step {loaded.state['step']})\n")
-    print(text)
-    print(f"\nresults: {args.out}; strips: {args.out.parent}/restoration-TASK.png (degraded | gankit | baselines | truth)")
+    fields = {"run": str(loaded.path), "step": loaded.state["step"], "images": args.n, "settings": settings.model_dump(), "results": results}
+    heading = f"Fashion-MNIST t10k, first {args.n} images, {loaded.path} (step {loaded.state['step']})"
+    report_restoration(args.out, fields, started, text, heading, f"{args.out.parent}/restoration-TASK.png (degraded | gankit | baselines | truth)")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ first run | best classical | truth): benchmarks/results/restoration_trained-TASK
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -36,7 +35,6 @@ from gankit.apps.restore import restore_forward, write_png
 from gankit.config import DataConfig
 from gankit.data import load_dataset, to_model_range
 from gankit.degradations import Degradation, center_hole
-from gankit.files import atomic_write
 from gankit.report.plots import image_grid
 from gankit.runs import open_checkpoint
 
@@ -48,6 +46,7 @@ from _common import (  # noqa: E402
     from_unit,
     hole_of,
     machine_description,
+    report_restoration,
     restoration_scores,
     to_unit,
 )
@@ -159,7 +158,7 @@ def main() -> None:
         raise SystemExit(f"--n must be in 1..{10_000 - TUNING_IMAGES} (the last {TUNING_IMAGES} test images tune the deconvolutions)")
     threads = len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
-    runs = [open_checkpoint(run) for run in args.runs]
+    runs = [open_checkpoint(run, task="restore") for run in args.runs]
     shape = tuple(runs[0].generator.sample_shape)
     data = load_dataset(DataConfig(dataset="fashion-mnist", split="test", data_dir=args.data_dir, image_size=shape[1], channels=shape[0]))
     truth, labels = to_model_range(data.samples[: args.n]), data.labels[: args.n]
@@ -171,20 +170,14 @@ def main() -> None:
         slug = name.split(" ")[0]
         write_png(args.out.parent / f"restoration_trained-{slug}.png", image_grid(torch.stack(strips, 1).flatten(0, 1), columns=len(strips)))
     text = table(results)
-    payload = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    fields = {
         "runs": [{"checkpoint": str(run.path), "step": run.state["step"], "seed": run.config.train.seed} for run in runs],
         "images": args.n,
         "machine": machine_description("cpu") | {"torch_threads": threads, "load_average": os.getloadavg()},
-        "minutes": round((time.perf_counter() - started) / 60, 2),
-        "table": text,
         "results": results,
     }
-    with atomic_write(args.out) as out:
-        out.write((json.dumps(payload, indent=1) + "\n").encode())
-    print(f"\nFashion-MNIST t10k, first {args.n} images, {len(runs)} restorer runs, torch threads {threads}\n")
-    print(text)
-    print(f"\nresults: {args.out}; strips: {args.out.parent}/restoration_trained-TASK.png (degraded | restorer | best classical | truth)")
+    heading = f"Fashion-MNIST t10k, first {args.n} images, {len(runs)} restorer runs, torch threads {threads}"
+    report_restoration(args.out, fields, started, text, heading, f"{args.out.parent}/restoration_trained-TASK.png (degraded | restorer | best classical | truth)")
 
 
 if __name__ == "__main__":

@@ -133,7 +133,7 @@ def test_short_training_lowers_held_out_error_well_below_the_degraded_inputs(lea
     truth = held_out()
     degradation = Degradation(noise_sigma=0.3)
     observed = degradation.corrupt(truth, torch.Generator().manual_seed(0))
-    restored = restore_forward(open_checkpoint(learned.run_dir).generator, observed, degradation)
+    restored = restore_forward(open_checkpoint(learned.run_dir, task="restore").generator, observed, degradation)
     degraded_l1, restored_l1 = (observed - truth).abs().mean().item(), (restored - truth).abs().mean().item()
     assert restored_l1 < 0.5 * degraded_l1, f"held-out L1 {restored_l1:.3f} against the noisy input's {degraded_l1:.3f}"
     grid = learned.run_dir / "samples" / "final.png"
@@ -162,6 +162,13 @@ def test_inversion_options_on_a_restorer_run_are_refused_in_one_line(learned, tm
     assert "belong to --method invert" in capsys.readouterr().err
 
 
+def test_commands_that_need_a_generator_refuse_a_restorer_run_in_one_line(learned, tmp_path, capsys):
+    assert main(["sample", str(learned.run_dir), "--grid", str(tmp_path / "grid.png")]) == 2
+    assert "is a task=restore run, and this needs a task=generate run; restore images with it" in capsys.readouterr().err
+    assert main(["info", str(learned.run_dir)]) == 0
+    assert "restore" in capsys.readouterr().out
+
+
 def test_forward_restoration_of_a_generator_run_is_refused(tiny_runs, tmp_path, capsys):
     _, generator_run = tiny_runs
     save_npz(tmp_path / "clean.npz", np.zeros((2, 1, 28, 28), np.uint8), None)
@@ -182,7 +189,7 @@ def test_resumed_restorer_run_equals_an_uninterrupted_one(tmp_path, tiny_npz):
     assert expected.keys() == got.keys()
     different = [name for name in expected if not torch.equal(expected[name], got[name])]
     assert not different, f"tensors differ after resume: {different[:5]}"
-    with pytest.raises(ConfigError, match="task cannot change when resuming"):
+    with pytest.raises(ConfigError, match="task cannot change when resuming|only applies to task=restore"):
         train(resume=tmp_path / "cut", overrides=["task=generate"], progress=False)
 
 

@@ -178,7 +178,6 @@ class RestoreConfig(_Section):
 
 class Config(_Section):
     name: str = Field("run", description="used in the default run folder name")
-    task: TaskName = Field("generate", description="generate: a GAN from noise; restore: a restorer trained on (degraded, clean) pairs made on the fly")
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     loss: LossConfig = LossConfig()
@@ -187,6 +186,7 @@ class Config(_Section):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     watchdog: WatchdogConfig = WatchdogConfig()
+    task: TaskName = Field("generate", description="generate: a GAN from noise; restore: a restorer trained on (degraded, clean) pairs made on the fly")
     restore: RestoreConfig = RestoreConfig()
 
     @model_validator(mode="after")

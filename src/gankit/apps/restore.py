@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from gankit.data.images import to_model_range
 from gankit.data.folder import image_paths, load_images
 from gankit.data.npz import load_npz, save_npz
-from gankit.degradations import MAX_BLUR_SIGMA, Degradation, GaussianBlur, GaussianNoise, Mask, RestoreError, center_hole, psnr
+from gankit.degradations import MAX_BLUR_SIGMA, Degradation, GaussianBlur, RestoreError, center_hole, psnr
 from gankit.files import atomic_write
 from gankit.losses import log_d
 from gankit.models.sampling import eval_mode
@@ -361,7 +361,7 @@ def restore_run(
     """`gankit restore`: read images, degrade them (unless `degraded`: they already are, and the mask marks
     what is missing), restore them (a generator run by inversion, a restorer run in one forward pass; `method`
     None picks the run's) and write_outputs to `out`."""
-    loaded = open_checkpoint(run_dir, checkpoint, device=device, trust=trust)
+    loaded = open_checkpoint(run_dir, checkpoint, device=device, trust=trust, task=None)
     task = loaded.config.task
     method = method or TASK_METHODS[task][0]
     if method not in TASK_METHODS[task]:
