@@ -113,6 +113,7 @@ def info(run_dir: str | Path) -> dict[str, Any]:
         "name": config.name,
         "task": config.task,
         "model": config.model.name + (" (conditional)" if config.model.conditional else ""),
+        "networks": f"{type(loaded.generator).__name__} + {type(loaded.discriminator).__name__}",  # a restorer's are not model.name's
         "loss": config.loss.name,
         "dataset": config.data.dataset,
         "sample_shape": state["sample_shape"],
