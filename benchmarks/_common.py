@@ -379,3 +379,92 @@ def gankit_loop(config_path: str, dataset, batch_size: int, precision: str, devi
     speed here, even where a training run would fall back); returns run(steps) -> images and the precision that ran."""
     trainer = make_trainer(config_path, dataset, batch_size, device, [f"train.precision={precision}", "train.precision_fallback=false"])
     return trainer_steps(trainer), trainer.precision
+
+
+# --- restoration (restoration.py: GAN inversion; restoration_trained.py: trained restorers) ----------------
+
+RestorationBaseline = Callable[[Any, Any], Any]  # (degraded [0, 1] HxW array, hole mask) -> restored array
+
+
+def classical_restorers(kind: str, noise_sigma: float = 0.0, blur_sigma: float = 0.0, wiener_balance: float = 0.005, rl_iterations: int = 10) -> dict[str, RestorationBaseline]:
+    """skimage's methods for one kind of degradation (inpaint, denoise, deblur) on one [0, 1] grayscale image;
+    noise_sigma is on the [-1, 1] scale, blur_sigma the known PSF's std in pixels."""
+    from skimage import restoration as classical
+
+    from gankit.degradations import GaussianBlur
+
+    noise01 = noise_sigma / 2
+    psf = GaussianBlur(blur_sigma).kernel.numpy() if blur_sigma else None
+    kinds = {
+        "inpaint": lambda: {"biharmonic": lambda image, hole: classical.inpaint_biharmonic(image, hole)},
+        "denoise": lambda: {
+            "non-local means": lambda image, _: classical.denoise_nl_means(image, patch_size=5, patch_distance=6, h=0.6 * noise01, sigma=noise01),
+            "total variation": lambda image, _: classical.denoise_tv_chambolle(image, weight=0.05),
+        },
+        "deblur": lambda: {
+            "Richardson-Lucy": lambda image, _: classical.richardson_lucy(image, psf, num_iter=rl_iterations),
+            "Wiener": lambda image, _: classical.wiener(image, psf, balance=wiener_balance),
+        },
+    }
+    return kinds[kind]()
+
+
+def apply_classical(method: RestorationBaseline, observed01: Any, hole: Any) -> Any:
+    """method on every image and channel of (N, H, W, C) arrays."""
+    import numpy as np
+
+    return np.stack([np.stack([method(o[..., c], h[..., c]) for c in range(o.shape[-1])], -1) for o, h in zip(observed01, hole)])
+
+
+def to_unit(images: torch.Tensor) -> Any:
+    """(N, C, H, W) in [-1, 1] -> (N, H, W, C) float64 in [0, 1]."""
+    return ((images.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).double().cpu().numpy()
+
+
+def from_unit(images: Any) -> torch.Tensor:
+    """(N, H, W, C) in [0, 1] -> (N, C, H, W) float32 in [-1, 1]."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().clamp(0, 1) * 2 - 1
+
+
+def hole_of(degradation: Any, truth: torch.Tensor) -> Any:
+    """(N, H, W, C) bool: the pixels the degradation hides (inpainting baselines fill these)."""
+    return (1 - degradation.known(truth)).bool().expand_as(truth).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def restoration_scores(restored: Any, truth: Any, classify: Callable[[Any], float] | None = None) -> dict[str, float]:
+    """Mean PSNR and SSIM (skimage.metrics, on [0, 1]) over the images, and the evaluator's accuracy when given."""
+    import numpy as np
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    psnr = [peak_signal_noise_ratio(t, np.clip(r, 0, 1), data_range=1.0) for r, t in zip(restored, truth)]
+    ssim = [structural_similarity(t, np.clip(r, 0, 1), data_range=1.0, channel_axis=2) for r, t in zip(restored, truth)]
+    result = {"psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim))}
+    if classify is not None:
+        result["class_acc"] = classify(restored)
+    return result
+
+
+def fashion_classifier(labels: torch.Tensor, shape: tuple[int, ...]) -> Callable[[Any], float] | None:
+    """Accuracy of the shipped Fashion-MNIST evaluator on [0, 1] (N, H, W, C) images; None unless 1x28x28."""
+    from gankit.metrics.evaluator import load_evaluator
+    from gankit.metrics.features import extract
+
+    if shape != (1, 28, 28):
+        return None
+    evaluator, _ = load_evaluator("fashion-mnist")
+
+    def accuracy(images: Any) -> float:
+        _, logits = extract(evaluator, from_unit(images))
+        return float((logits.argmax(1) == labels).float().mean())
+
+    return accuracy
+
+
+def report_restoration(out: Path, fields: dict[str, Any], started: float, text: str, heading: str, strips: str) -> None:
+    """Write the results JSON (the command, `fields`, minutes, the table) atomically and print the table."""
+    from gankit.files import atomic_write
+
+    payload = {"command": " ".join([Path(sys.executable).name, *sys.argv]), **fields, "minutes": round((time.perf_counter() - started) / 60, 2), "table": text}
+    with atomic_write(out) as file:
+        file.write((json.dumps(payload, indent=1) + "\n").encode())
+    print(f"\n{heading}\n\n{text}\n\nresults: {out}; strips: {strips}")

@@ -19,49 +19,41 @@ to benchmarks/results/restoration-TASK.png.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from skimage import restoration as classical
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from gankit.apps.restore import Degradation, GaussianBlur, InversionSettings, parse_mask, restore, write_png
+from gankit.apps.restore import Degradation, InversionSettings, parse_mask, restore, write_png
 from gankit.config import DataConfig
 from gankit.data import load_dataset, to_model_range
-from gankit.files import atomic_write
-from gankit.metrics.evaluator import load_evaluator
-from gankit.metrics.features import extract
 from gankit.report.plots import image_grid
 from gankit.runs import open_checkpoint
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (  # noqa: E402
+    RestorationBaseline,
+    apply_classical,
+    classical_restorers,
+    fashion_classifier,
+    from_unit,
+    hole_of,
+    report_restoration,
+    restoration_scores,
+    to_unit,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NOISE_SIGMA = 0.3
 BLUR_SIGMA, BLUR_NOISE = 1.5, 0.02
 STRIP_IMAGES = 8
 
-Baseline = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (degraded [0, 1] HxW, hole mask) -> restored
 
-
-def baselines(task: str) -> dict[str, Baseline]:
+def baselines(task: str) -> dict[str, RestorationBaseline]:
     """Per task, skimage methods on one [0, 1] grayscale image (parameters: see the module docstring)."""
-    noise01 = NOISE_SIGMA / 2
-    psf = GaussianBlur(BLUR_SIGMA).kernel.numpy()
-    return {
-        "inpaint": {"biharmonic": lambda image, hole: classical.inpaint_biharmonic(image, hole)},
-        "denoise": {
-            "non-local means": lambda image, _: classical.denoise_nl_means(image, patch_size=5, patch_distance=6, h=0.6 * noise01, sigma=noise01),
-            "total variation": lambda image, _: classical.denoise_tv_chambolle(image, weight=0.05),
-        },
-        "deblur": {
-            "Richardson-Lucy": lambda image, _: classical.richardson_lucy(image, psf, num_iter=10),
-            "Wiener": lambda image, _: classical.wiener(image, psf, balance=0.005),
-        },
-    }[task]
+    return classical_restorers(task, noise_sigma=NOISE_SIGMA, blur_sigma=BLUR_SIGMA)
 
 
 def degradations(count: int, side: int) -> dict[str, Degradation]:
@@ -73,49 +65,21 @@ def degradations(count: int, side: int) -> dict[str, Degradation]:
     }
 
 
-def to_unit(images: torch.Tensor) -> np.ndarray:
-    """(N, C, H, W) in [-1, 1] -> (N, H, W, C) float64 in [0, 1]."""
-    return ((images.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).double().cpu().numpy()
-
-
-def scores(restored: np.ndarray, truth: np.ndarray, classify: Callable[[np.ndarray], float] | None) -> dict[str, float]:
-    psnr = [peak_signal_noise_ratio(t, np.clip(r, 0, 1), data_range=1.0) for r, t in zip(restored, truth)]
-    ssim = [structural_similarity(t, np.clip(r, 0, 1), data_range=1.0, channel_axis=2) for r, t in zip(restored, truth)]
-    result = {"psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim))}
-    if classify is not None:
-        result["class_acc"] = classify(restored)
-    return result
-
-
-def classifier(labels: torch.Tensor, shape: tuple[int, ...]) -> Callable[[np.ndarray], float] | None:
-    """Accuracy of the Fashion-MNIST evaluator on [0, 1] (N, H, W, C) images; None unless 1x28x28."""
-    if shape != (1, 28, 28):
-        return None
-    evaluator, _ = load_evaluator("fashion-mnist")
-
-    def accuracy(images: np.ndarray) -> float:
-        batch = torch.from_numpy(np.clip(images, 0, 1)).permute(0, 3, 1, 2).float() * 2 - 1
-        _, logits = extract(evaluator, batch)
-        return float((logits.argmax(1) == labels).float().mean())
-
-    return accuracy
-
-
 def run_task(task, degradation, truth, loaded, settings, seed, classify) -> tuple[dict[str, dict[str, float]], list[torch.Tensor]]:
     observed = degradation.corrupt(truth, torch.Generator().manual_seed(seed))
     truth01, observed01 = to_unit(truth), to_unit(observed)
-    hole = (1 - degradation.known(truth)).bool().expand_as(truth).permute(0, 2, 3, 1).cpu().numpy()
-    rows = {"degraded input": scores(observed01, truth01, classify)}
+    hole = hole_of(degradation, truth)
+    rows = {"degraded input": restoration_scores(observed01, truth01, classify)}
     start = time.perf_counter()
     result = restore(loaded.generator, observed, degradation, settings, discriminator=loaded.discriminator, seed=seed)
-    rows["gankit restore"] = scores(to_unit(result.images), truth01, classify) | {"seconds": round(time.perf_counter() - start, 1)}
+    rows["gankit restore"] = restoration_scores(to_unit(result.images), truth01, classify) | {"seconds": round(time.perf_counter() - start, 1)}
     strips = [observed[:STRIP_IMAGES], result.images[:STRIP_IMAGES]]
     for name, method in baselines(task).items():
         start = time.perf_counter()
-        restored = np.stack([np.stack([method(o[..., c], h[..., c]) for c in range(o.shape[-1])], -1) for o, h in zip(observed01, hole)])
-        rows[name] = scores(restored, truth01, classify) | {"seconds": round(time.perf_counter() - start, 1)}
-        strips.append(torch.from_numpy(restored[:STRIP_IMAGES]).permute(0, 3, 1, 2).float() * 2 - 1)
-    rows["ground truth"] = scores(truth01, truth01, classify) if classify else {}
+        restored = apply_classical(method, observed01, hole)
+        rows[name] = restoration_scores(restored, truth01, classify) | {"seconds": round(time.perf_counter() - start, 1)}
+        strips.append(from_unit(restored[:STRIP_IMAGES]))
+    rows["ground truth"] = restoration_scores(truth01, truth01, classify) if classify else {}
     print(f"  {task}: done", file=sys.stderr, flush=True)
     return rows, [*strips, truth[:STRIP_IMAGES]]
 
@@ -152,27 +116,15 @@ def main() -> None:
         raise SystemExit(f"{args.run}: the benchmark needs an unconditional image GAN, not sample shape {shape} with {loaded.generator.num_classes} classes")
     data = load_dataset(DataConfig(dataset="fashion-mnist", split="test", data_dir=args.data_dir, image_size=shape[1], channels=shape[0]))
     truth, labels = to_model_range(data.samples[: args.n]).to(args.device), data.labels[: args.n]
-    classify = classifier(labels, shape)
+    classify = fashion_classifier(labels, shape)
     results, started = {}, time.perf_counter()
     for task, degradation in degradations(args.n, shape[1]).items():
         results[task], strips = run_task(task, degradation, truth, loaded, settings, args.seed, classify)
         write_png(args.out.parent / f"restoration-{task}.png", image_grid(torch.stack([s.cpu() for s in strips], 1).flatten(0, 1), columns=len(strips)))
     text = table(results)
-    payload = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "run": str(loaded.path),
-        "step": loaded.state["step"],
-        "images": args.n,
-        "settings": settings.model_dump(),
-        "minutes": round((time.perf_counter() - started) / 60, 2),
-        "table": text,
-        "results": results,
-    }
-    with atomic_write(args.out) as out:
-        out.write((json.dumps(payload, indent=1) + "\n").encode())
-    print(f"\nFashion-MNIST t10k, first {args.n} images, {loaded.path} (step {loaded.state['step']})\n")
-    print(text)
-    print(f"\nresults: {args.out}; strips: {args.out.parent}/restoration-TASK.png (degraded | gankit | baselines | truth)")
+    fields = {"run": str(loaded.path), "step": loaded.state["step"], "images": args.n, "settings": settings.model_dump(), "results": results}
+    heading = f"Fashion-MNIST t10k, first {args.n} images, {loaded.path} (step {loaded.state['step']})"
+    report_restoration(args.out, fields, started, text, heading, f"{args.out.parent}/restoration-TASK.png (degraded | gankit | baselines | truth)")
 
 
 if __name__ == "__main__":

@@ -9,21 +9,10 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 from torch import nn
 
-from gankit.apps.restore import (
-    Degradation,
-    GaussianBlur,
-    GaussianNoise,
-    InversionSettings,
-    Mask,
-    RestoreError,
-    blend,
-    chi_prior,
-    parse_mask,
-    psnr,
-    restore,
-)
+from gankit.apps.restore import InversionSettings, blend, chi_prior, parse_mask, restore
 from gankit.cli import main
 from gankit.data import save_npz
+from gankit.degradations import Degradation, GaussianBlur, GaussianNoise, Mask, RestoreError, psnr
 from gankit.models.common import Discriminator, Generator
 
 SIDE = 12

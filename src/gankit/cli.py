@@ -140,13 +140,16 @@ def _restore(args: argparse.Namespace) -> None:
 
     given = {name: getattr(args, name) for name in InversionSettings.model_fields if getattr(args, name) is not None}
     summary = restore_run(
-        args.run_dir, args.input, args.out, mask=args.mask, noise=args.noise, blur=args.blur, degraded=args.degraded, label=args.label,
-        settings=InversionSettings.create(**given), seed=args.seed, checkpoint=args.checkpoint, device=args.device, trust=args.trust, strips=args.strips,
+        args.run_dir, args.input, args.out, method=args.method, mask=args.mask, noise=args.noise, blur=args.blur, degraded=args.degraded, label=args.label,
+        settings=InversionSettings.create(**given) if given else None, seed=args.seed, checkpoint=args.checkpoint, device=args.device, trust=args.trust,
+        strips=args.strips,
     )
-    print(f"{summary['images']} images restored into {args.out}: restored.npz, restored.png, strips.png, summary.json")
-    print(f"data error (mean squared, observed pixels): {summary['data_error_start']:.4f} at the start, {summary['data_error_end']:.4f} at the end")
+    print(f"{summary['images']} images restored ({summary['method']}) into {args.out}: restored.npz, restored.png, strips.png, summary.json")
+    if "data_error_start" in summary:
+        print(f"data error (mean squared, observed pixels): {summary['data_error_start']:.4f} at the start, {summary['data_error_end']:.4f} at the end")
     if "psnr_restored" in summary:
         print(f"PSNR against the input: degraded {summary['psnr_observed']:.2f} dB, restored {summary['psnr_restored']:.2f} dB")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gankit", description="Train, inspect and sample GANs.")
@@ -240,8 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("out", help="the .safetensors file to write")
     convert.add_argument("--trust", action="store_true", help="required: the .pth is a pickle; it is read with torch.load(weights_only=True)")
     convert.set_defaults(handler=_evaluator_convert_inception)
-    restore = commands.add_parser("restore", help="restore images (inpainting, denoising, deblurring) by GAN inversion; see docs/restore.md")
-    restore.add_argument("run_dir", help="run folder or checkpoint file of an image GAN")
+    restore = commands.add_parser("restore", help="restore images (inpainting, denoising, deblurring) with a trained restorer or by GAN inversion; see docs/restore.md")
+    restore.add_argument("run_dir", help="run folder or checkpoint file of an image GAN or a restorer (task=restore)")
+    restore.add_argument("--method", choices=("forward", "invert"), help="forward: a restorer run's U-Net, one pass (its default); invert: search a generator run's latent space (its default)")
     restore.add_argument("--input", required=True, help="an image file, a folder of images (fitted to G's size) or an .npz (G's size)")
     restore.add_argument("--out", required=True, help="folder for restored.npz, restored.png, strips.png and summary.json")
     restore.add_argument("--mask", help="center:SIZE (square hole), random:FRACTION (share of pixels missing) or a mask image (white = missing)")

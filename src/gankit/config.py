@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gankit.degradations import MASK_SHAPES, MAX_BLUR_SIGMA, MAX_NOISE_SIGMA
 from gankit.diffaugment import POLICIES
 from gankit.errors import ConfigError
 from gankit.losses import LOSSES, losses_that
@@ -22,6 +23,8 @@ from gankit.models import BUILDERS, architectures_that, spectral_norm_of, unsupp
 LossName = Literal[tuple(LOSSES)]
 ModelName = Literal[tuple(BUILDERS)]
 PrecisionName = Literal["fp32", "bf16-mixed", "bf16", "fp16-mixed"]
+TaskName = Literal["generate", "restore"]  # training.tasks.TRAINERS holds the trainer of each
+MaskShape = Literal[MASK_SHAPES]
 MAX_SEED = 2**32 - 1  # seeds are combined with step and epoch numbers into torch's 64-bit seeds
 MAX_CONFIG_VALUES = 10_000  # a config with YAML aliases may not expand beyond this many values
 MAX_ECHO = 80  # characters of a user's value repeated in an error line
@@ -197,6 +200,51 @@ class WatchdogConfig(_Section):
     num_samples: int = Field(1000, ge=100, le=100_000, description="images generated per check (2-D toys always use 2,500)")
 
 
+Range = tuple[float, float]
+
+
+class DegradationConfig(_Section):
+    """How task: restore degrades each training image (gankit.degradations.DegradationSampler)."""
+
+    mask_probability: float = Field(0.5, ge=0, le=1, description="chance that an image loses pixels to a mask")
+    masks: list[MaskShape] = Field(list(MASK_SHAPES), min_length=1, description="mask shapes drawn uniformly: center (square hole), box (anywhere, any aspect), pixels (scattered), strokes (free-form brush lines)")
+    hole_size: Range = Field((0.25, 0.6), description="side of a center or box hole, as a fraction of the image side [low, high]")
+    missing_pixels: Range = Field((0.3, 0.9), description="share of pixels a pixels mask removes [low, high]")
+    strokes: tuple[int, int] = Field((1, 4), description="brush strokes per strokes mask [low, high]")
+    stroke_width: Range = Field((0.04, 0.12), description="brush diameter as a fraction of the image side [low, high]")
+    noise_probability: float = Field(0.5, ge=0, le=1, description="chance of additive Gaussian noise")
+    noise_sigma: Range = Field((0.05, 0.5), description=f"noise std on the [-1, 1] pixel scale [low, high], within (0, {MAX_NOISE_SIGMA}]")
+    blur_probability: float = Field(0.5, ge=0, le=1, description="chance of a Gaussian blur (applied before noise and mask)")
+    blur_sigma: Range = Field((0.5, 2.0), description=f"blur std in pixels [low, high], within (0, {MAX_BLUR_SIGMA}]")
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> DegradationConfig:
+        limits = {"hole_size": (0, 1), "missing_pixels": (0, 1), "strokes": (0, 100), "stroke_width": (0, 1), "noise_sigma": (0, MAX_NOISE_SIGMA), "blur_sigma": (0, MAX_BLUR_SIGMA)}
+        for key, (floor, ceiling) in limits.items():
+            low, high = getattr(self, key)
+            if not floor < low <= high <= ceiling:
+                raise ValueError(f"restore.degradations.{key}=[{low}, {high}] must be [low, high] with {floor} < low <= high <= {ceiling}")
+        if not (self.mask_probability or self.noise_probability or self.blur_probability):
+            raise ValueError("restore.degradations: mask_probability, noise_probability and blur_probability are all 0; give at least one a chance")
+        return self
+
+
+class RestoreConfig(_Section):
+    """task: restore, a paired image-to-image GAN (U-Net G, PatchGAN D; docs/restore.md)."""
+
+    degradations: DegradationConfig = DegradationConfig()
+    l1_weight: float = Field(100.0, ge=0, description="weight of the mean absolute error to the clean image (pix2pix: 100)")
+    l2_weight: float = Field(0.0, ge=0, description="weight of the mean squared error to the clean image")
+    adv_weight: float = Field(1.0, ge=0, description="weight of the adversarial loss (loss.name) of D's verdict on (degraded, restored) pairs")
+    paste_known: bool = Field(True, description="where pixels were observed exactly (a mask without noise or blur), the output keeps them")
+
+    @model_validator(mode="after")
+    def _check_weights(self) -> RestoreConfig:
+        if not (self.l1_weight or self.l2_weight or self.adv_weight):
+            raise ValueError("restore: l1_weight, l2_weight and adv_weight are all 0, so nothing would be learned; set l1_weight=100")
+        return self
+
+
 class Config(_Section):
     name: str = Field("run", description="used in the default run folder name")
     data: DataConfig = DataConfig()
@@ -207,6 +255,8 @@ class Config(_Section):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     watchdog: WatchdogConfig = WatchdogConfig()
+    task: TaskName = Field("generate", description="generate: a GAN from noise; restore: a restorer trained on (degraded, clean) pairs made on the fly")
+    restore: RestoreConfig = RestoreConfig()
 
     @model_validator(mode="after")
     def _fill_implied_defaults(self) -> Config:
@@ -244,6 +294,29 @@ class Config(_Section):
         if stab.path_length and not BUILDERS[model.name].mapping:
             with_mapping = ", ".join(architectures_that(lambda entry: entry.mapping))
             raise ValueError(f"stabilizers.path_length needs a generator with a mapping network (model.name={with_mapping}), not model.name={model.name}; set it to 0")
+        return self
+
+    @model_validator(mode="after")
+    def _check_task(self) -> Config:
+        """A restorer is a U-Net and a PatchGAN of logits, trained one D and one G step at a time on images; what
+        only a GAN from noise has (labels, packing, a Sigmoid D, sample evaluations) is refused for it, and the
+        restore section is refused for a GAN from noise, so no setting is silently ignored."""
+        if self.task == "generate":
+            if self.restore != RestoreConfig():
+                raise ValueError("the restore section only applies to task=restore; set task=restore or drop it")
+            return self
+        unsupported = {
+            "model.conditional": (self.model.conditional, False),
+            "model.d_output": (self.model.d_output, "logits"),
+            "stabilizers.pack": (self.stabilizers.pack, 1),
+            "stabilizers.n_critic": (self.stabilizers.n_critic, 1),
+            "stabilizers.g_steps": (self.stabilizers.g_steps, 1),
+            "eval.every_epochs": (self.eval.every_epochs, 0),
+            "watchdog.every_epochs": (self.watchdog.every_epochs, 0),
+        }
+        for key, (value, allowed) in unsupported.items():
+            if value != allowed:
+                raise ValueError(f"task=restore does not support {key}={value}; set {key}={str(allowed).lower()} (a restorer trains one D and one G step at a time on unlabelled image pairs)")
         return self
 
 

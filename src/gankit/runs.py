@@ -14,8 +14,8 @@ from torch import nn
 from gankit.config import Config, from_dict
 from gankit.errors import CheckpointError
 from gankit.files import RunPaths, is_pickle, load_trusted_state_dict
-from gankit.models import build_models
 from gankit.training import checkpoint as ckpt
+from gankit.training.tasks import TRAINERS
 
 
 def _checkpoint_file(run_or_checkpoint: str | Path, which: str) -> Path:
@@ -39,10 +39,20 @@ class LoadedRun:
     has_ema: bool
 
 
+TASK_USES = {"generate": "sample, evaluate, export, augment or restore (by inversion) with it", "restore": "restore images with it: gankit restore RUN --input ..."}
+
+
 def open_checkpoint(
-    run_or_checkpoint: str | Path, checkpoint: str = "last", device: str | torch.device = "cpu", ema: bool = True, trust: bool = False
+    run_or_checkpoint: str | Path,
+    checkpoint: str = "last",
+    device: str | torch.device = "cpu",
+    ema: bool = True,
+    trust: bool = False,
+    task: str | None = "generate",
 ) -> LoadedRun:
     """Rebuild G (the EMA weights when present and `ema`) and D from a run folder or checkpoint file.
+
+    `task` refuses a run of another config task (a restorer where a GAN from noise is needed); None takes any.
 
     A pickled `checkpoint` (.pt/.pth from elsewhere) is refused unless `trust`; then it is read
     with torch.load(weights_only=True) as G weights for the run folder's architecture.
@@ -59,7 +69,9 @@ def open_checkpoint(
     if "config" not in state or "sample_shape" not in state:
         raise CheckpointError(f"{path} lacks the gankit state (config, sample shape); it was not written by gankit train")
     config = from_dict(state["config"])
-    generator, discriminator = build_models(config.model, config.stabilizers, tuple(state["sample_shape"]), state.get("num_classes"))
+    if task is not None and config.task != task:
+        raise CheckpointError(f"{path} is a task={config.task} run, and this needs a task={task} run; {TASK_USES[config.task]}")
+    generator, discriminator = TRAINERS[config.task].build_networks(config, tuple(state["sample_shape"]), state.get("num_classes"))
     has_ema = any(name.startswith("G_ema.") for name in tensors)
     g_prefix = "G_ema." if ema and has_ema else "G."
     try:
@@ -74,7 +86,7 @@ def _with_trusted_generator(run_dir: str | Path, path: Path, device: str | torch
     """The run's models, with G's weights replaced by a user's pickled state dict (tensors only)."""
     if not Path(run_dir).is_dir():
         raise CheckpointError(f"a pickled checkpoint needs a run folder for its architecture: gankit sample RUN_DIR --checkpoint {path} --trust")
-    base = open_checkpoint(run_dir, "last", device)
+    base = open_checkpoint(run_dir, "last", device, task=None)
     weights = load_trusted_state_dict(path, "G's weights")
     weights = {name.removeprefix("G."): value for name, value in weights.items() if not name.startswith(("D.", "G_ema."))}
     try:
@@ -86,19 +98,22 @@ def _with_trusted_generator(run_dir: str | Path, path: Path, device: str | torch
 
 
 def load(run_or_checkpoint: str | Path, checkpoint: str = "last", device: str | torch.device = "cpu", ema: bool = True) -> nn.Module:
-    """The trained generator, in eval mode: G(z[, labels]) -> samples in [-1, 1]."""
-    return open_checkpoint(run_or_checkpoint, checkpoint, device, ema).generator
+    """The trained generator, in eval mode: G(z[, labels]) -> samples in [-1, 1]; of a restorer run (task=restore)
+    its U-Net, G(models.unet.restorer_inputs(observed, keep)) -> restored images in [-1, 1]."""
+    return open_checkpoint(run_or_checkpoint, checkpoint, device, ema, task=None).generator
 
 
 def info(run_dir: str | Path) -> dict[str, Any]:
     """A summary of a run folder: model, data, progress and its checkpoints."""
     paths = RunPaths(Path(run_dir))
-    loaded = open_checkpoint(paths.root)
+    loaded = open_checkpoint(paths.root, task=None)
     config, state = loaded.config, loaded.state
     return {
         "run": str(paths.root),
         "name": config.name,
+        "task": config.task,
         "model": config.model.name + (" (conditional)" if config.model.conditional else ""),
+        "networks": f"{type(loaded.generator).__name__} + {type(loaded.discriminator).__name__}",  # a restorer's are not model.name's
         "loss": config.loss.name,
         "dataset": config.data.dataset,
         "sample_shape": state["sample_shape"],

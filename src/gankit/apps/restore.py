@@ -2,8 +2,8 @@
 observation was, match it; then blend what G made into what was observed.
 
 The world is modelled as y = M * (K x + s e): a Gaussian blur K, additive Gaussian noise of
-std s and a mask M (1 = pixel known); any of the three may be absent. The operators below are
-small classes, each with the noiseless part A (what the fit compares through) and `corrupt`
+std s and a mask M (1 = pixel known); any of the three may be absent. The operators
+(gankit.degradations) each have the noiseless part A (what the fit compares through) and `corrupt`
 (what the world does to a clean image, to simulate). docs/restore.md gives the objective.
 """
 
@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import io
 import json
-import math
+import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import Tensor, nn
@@ -25,134 +24,17 @@ from torch import Tensor, nn
 from gankit.data.images import to_model_range
 from gankit.data.folder import image_paths, load_images
 from gankit.data.npz import load_npz, save_npz
-from gankit.errors import GankitError
+from gankit.degradations import MAX_BLUR_SIGMA, Degradation, GaussianBlur, RestoreError, center_hole, psnr
 from gankit.files import atomic_write
 from gankit.losses import log_d
+from gankit.models.sampling import eval_mode
+from gankit.models.unet import paste_known, restorer_inputs
 from gankit.data.images import to_uint8_images
 from gankit.report.plots import image_grid
+from gankit.runs import LoadedRun, open_checkpoint
 
-MAX_BLUR_SIGMA = 10.0
 MAX_CANDIDATES_PER_IMAGE = 1024  # restarts x classes tried for each image
 MASK_HOLE_LEVEL = 128  # mask images: pixels at or above this grey level are missing (white = fill in)
-
-
-class RestoreError(GankitError):
-    """Restoration inputs or settings that cannot work together."""
-
-
-class Mask:
-    """Keeps the known pixels and zeroes the rest; keep is (N or 1, 1, H, W), 1 = known."""
-
-    def __init__(self, keep: Tensor) -> None:
-        self.keep = keep.float()
-
-    def __call__(self, images: Tensor) -> Tensor:
-        return images * _align(self.keep, images)
-
-    def corrupt(self, images: Tensor, rng: torch.Generator) -> Tensor:
-        return self(images)
-
-
-class GaussianBlur:
-    """Convolution with a normalized Gaussian of std `sigma` px, truncated at 4 sigma like
-    scipy.ndimage.gaussian_filter; borders repeat the edge pixel."""
-
-    def __init__(self, sigma: float) -> None:
-        self.sigma = sigma
-        radius = max(1, math.ceil(4.0 * sigma))
-        offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
-        taps = torch.exp(-0.5 * (offsets / sigma) ** 2)
-        self.taps = (taps / taps.sum()).float()
-
-    @property
-    def kernel(self) -> Tensor:
-        """The 2-D point-spread function (it sums to 1), for deconvolution baselines."""
-        return torch.outer(self.taps, self.taps)
-
-    def __call__(self, images: Tensor) -> Tensor:
-        *lead, height, width = images.shape
-        flat = images.reshape(-1, 1, height, width)
-        radius = len(self.taps) // 2
-        taps = self.taps.to(images)
-        flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="replicate"), taps.view(1, 1, 1, -1))
-        flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="replicate"), taps.view(1, 1, -1, 1))
-        return flat.view(*lead, height, width)
-
-    def corrupt(self, images: Tensor, rng: torch.Generator) -> Tensor:
-        return self(images)
-
-
-class GaussianNoise:
-    """Additive N(0, sigma^2) noise. Its noiseless part is the identity: sigma only weighs the fit."""
-
-    def __init__(self, sigma: float) -> None:
-        self.sigma = sigma
-
-    def __call__(self, images: Tensor) -> Tensor:
-        return images
-
-    def corrupt(self, images: Tensor, rng: torch.Generator) -> Tensor:
-        noise = torch.randn(images.shape, generator=rng, dtype=images.dtype)
-        return images + self.sigma * noise.to(images.device)
-
-
-@dataclass(frozen=True)
-class Degradation:
-    """Blur, then noise, then mask: y = M * (K x + s e). `keep` is None when every pixel is known."""
-
-    keep: Tensor | None = None
-    blur_sigma: float = 0.0
-    noise_sigma: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.keep is None and self.blur_sigma == 0 and self.noise_sigma == 0:
-            raise RestoreError("nothing to restore: give a mask (--mask), --noise SIGMA and/or --blur SIGMA")
-        if not 0 <= self.blur_sigma <= MAX_BLUR_SIGMA:
-            raise RestoreError(f"blur sigma must be in (0, {MAX_BLUR_SIGMA}] pixels, got {self.blur_sigma}")
-        if not 0 <= self.noise_sigma <= 2:
-            raise RestoreError(f"noise sigma is on the [-1, 1] pixel scale and must be in (0, 2], got {self.noise_sigma}")
-        if self.keep is not None and (self.keep.dim() != 4 or self.keep.shape[1] != 1):
-            raise RestoreError(f"a mask must have shape (N or 1, 1, H, W), got {tuple(self.keep.shape)}")
-
-    @property
-    def operators(self) -> list[Mask | GaussianBlur | GaussianNoise]:
-        ops: list[Mask | GaussianBlur | GaussianNoise] = []
-        if self.blur_sigma:
-            ops.append(GaussianBlur(self.blur_sigma))
-        if self.noise_sigma:
-            ops.append(GaussianNoise(self.noise_sigma))
-        if self.keep is not None:
-            ops.append(Mask(self.keep))
-        return ops
-
-    def forward(self, images: Tensor) -> Tensor:
-        """A(x): the noiseless degradation that G(z) is compared through."""
-        for op in self.operators:
-            images = op(images)
-        return images
-
-    def corrupt(self, clean: Tensor, rng: torch.Generator) -> Tensor:
-        """Simulate an observation of clean images (noise drawn from rng)."""
-        for op in self.operators:
-            clean = op.corrupt(clean, rng)
-        return clean
-
-    def known(self, like: Tensor) -> Tensor:
-        """(N or 1, 1, H, W): 1 where a pixel was observed."""
-        return torch.ones(1, 1, *like.shape[-2:], device=like.device) if self.keep is None else self.keep.to(like.device)
-
-    def rows(self, chunk: slice) -> Degradation:
-        """The degradation of a slice of the images (per-image masks sliced, shared ones kept)."""
-        if self.keep is None or len(self.keep) == 1:
-            return self
-        return Degradation(self.keep[chunk], self.blur_sigma, self.noise_sigma)
-
-    def check_fits(self, observed: Tensor) -> None:
-        if self.keep is not None:
-            if self.keep.shape[-2:] != observed.shape[-2:]:
-                raise RestoreError(f"the mask is {tuple(self.keep.shape[-2:])} pixels but the images are {tuple(observed.shape[-2:])}; give a mask of the images' size")
-            if len(self.keep) not in (1, len(observed)):
-                raise RestoreError(f"{len(self.keep)} masks for {len(observed)} images; give one mask, or one per image")
 
 
 def parse_mask(spec: str, count: int, height: int, width: int, rng: torch.Generator) -> Tensor:
@@ -164,10 +46,7 @@ def parse_mask(spec: str, count: int, height: int, width: int, rng: torch.Genera
         size = _number(value, int, spec)
         if not 1 <= size <= min(height, width):
             raise RestoreError(f"--mask center:SIZE needs 1 <= SIZE <= {min(height, width)} for {height}x{width} images, got {size}")
-        keep = torch.ones(1, 1, height, width)
-        top, left = (height - size) // 2, (width - size) // 2
-        keep[..., top : top + size, left : left + size] = 0
-        return keep
+        return center_hole(size, height, width)
     if kind == "random" and value:
         fraction = _number(value, float, spec)
         if not 0 < fraction < 1:
@@ -380,17 +259,6 @@ def blend(generated: Tensor, observed: Tensor, degradation: Degradation, feather
     return torch.lerp(generated, observed, trust * weight).clamp(-1, 1)  # exact y where the weight is 1
 
 
-def psnr(images: Tensor, reference: Tensor) -> Tensor:
-    """(N,) PSNR in dB of images against reference, both in [-1, 1] (the same as on [0, 1])."""
-    mse = (images - reference).pow(2).flatten(1).mean(1).clamp_min(1e-12)
-    return 10 * torch.log10(4.0 / mse)
-
-
-def _align(mask: Tensor, images: Tensor) -> Tensor:
-    """(N, 1, H, W) mask viewed to broadcast over (N, ..., C, H, W) images."""
-    return mask.to(images.device).view(mask.shape[0], *([1] * (images.dim() - 4)), *mask.shape[1:])
-
-
 def read_images(path: Path, sample_shape: tuple[int, ...]) -> Tensor:
     """Images in [-1, 1] from an .npz (as stored; the size must match), a folder or one image
     file (fitted to the generator's size and channels like a training folder)."""
@@ -406,21 +274,19 @@ def read_images(path: Path, sample_shape: tuple[int, ...]) -> Tensor:
     return to_model_range(torch.from_numpy(np.ascontiguousarray(images)))
 
 
-def write_outputs(out: Path, observed: Tensor, result: Restoration, truth: Tensor | None = None, strips: int = 16) -> dict[str, object]:
+def write_outputs(
+    out: Path, observed: Tensor, images: Tensor, labels: Tensor | None = None, truth: Tensor | None = None, strips: int = 16, summary: dict[str, object] | None = None
+) -> dict[str, object]:
     """restored.npz, restored.png (grid), strips.png (observed | restored [| ground truth] per row)
-    and summary.json (PSNR before and after when the ground truth is known), all written atomically."""
-    save_npz(out / "restored.npz", to_uint8_images(result.images).transpose(0, 3, 1, 2), result.labels)
-    write_png(out / "restored.png", image_grid(result.images))
+    and summary.json (`summary`, the image count, and PSNR before and after when the ground truth is known), all written atomically."""
+    save_npz(out / "restored.npz", to_uint8_images(images).transpose(0, 3, 1, 2), labels)
+    write_png(out / "restored.png", image_grid(images))
     shown = slice(0, strips)
-    columns = [observed[shown], result.images[shown]] + ([truth[shown]] if truth is not None else [])
+    columns = [observed[shown], images[shown]] + ([truth[shown]] if truth is not None else [])
     write_png(out / "strips.png", image_grid(torch.stack(columns, 1).flatten(0, 1), columns=len(columns)))
-    summary: dict[str, object] = {
-        "images": len(result.images),
-        "data_error_start": result.start_error.mean().item(),
-        "data_error_end": result.data_error.mean().item(),
-    }
+    summary = {"images": len(images), **(summary or {})}
     if truth is not None:
-        summary |= {"psnr_observed": psnr(observed, truth).mean().item(), "psnr_restored": psnr(result.images, truth).mean().item()}
+        summary |= {"psnr_observed": psnr(observed, truth).mean().item(), "psnr_restored": psnr(images, truth).mean().item()}
     with atomic_write(out / "summary.json") as file:
         file.write((json.dumps(summary, indent=2) + "\n").encode())
     return summary
@@ -433,11 +299,53 @@ def write_png(path: Path, picture: Image.Image) -> None:
         file.write(buffer.getvalue())
 
 
+def restore_forward(restorer: nn.Module, observed: Tensor, degradation: Degradation, paste: bool = True, batch_size: int = 500) -> Tensor:
+    """Restore observed (N, C, H, W) images in [-1, 1] with a trained restorer (task=restore's U-Net), one
+    forward pass per batch; where `paste` and the observation is exact (a mask alone), known pixels are kept."""
+    _check_inputs(restorer, observed, degradation, None)
+    device = next(restorer.parameters()).device
+    exact = torch.full((batch_size,), paste and degradation.exact, device=device)
+    parts = []
+    with torch.no_grad(), eval_mode(restorer):
+        for start in range(0, len(observed), batch_size):
+            chunk = slice(start, start + batch_size)
+            inputs = restorer_inputs(observed[chunk].to(device), degradation.rows(chunk).known(observed))
+            parts.append(paste_known(restorer(inputs), inputs, exact[: len(inputs)]).clamp(-1, 1).cpu())
+    return torch.cat(parts)
+
+
+@dataclass(frozen=True)
+class Request:
+    """What `gankit restore` was asked beyond the images: the inversion's settings and labels (None when not given)."""
+
+    settings: InversionSettings | None
+    labels: Tensor | None
+    seed: int
+
+
+def _by_inversion(loaded: LoadedRun, observed: Tensor, degradation: Degradation, request: Request) -> tuple[Tensor, Tensor | None, dict[str, object]]:
+    result = restore(loaded.generator, observed, degradation, request.settings, discriminator=loaded.discriminator, labels=request.labels, seed=request.seed)
+    return result.images, result.labels, {"method": "invert", "data_error_start": result.start_error.mean().item(), "data_error_end": result.data_error.mean().item()}
+
+
+def _by_restorer(loaded: LoadedRun, observed: Tensor, degradation: Degradation, request: Request) -> tuple[Tensor, Tensor | None, dict[str, object]]:
+    if request.settings is not None or request.labels is not None:
+        raise RestoreError("search settings (--steps, --restarts, ...) and --label belong to --method invert; a restorer run needs none of them")
+    start = time.perf_counter()
+    images = restore_forward(loaded.generator, observed, degradation, loaded.config.restore.paste_known)
+    return images, None, {"method": "forward", "images_per_s": len(images) / max(time.perf_counter() - start, 1e-9)}
+
+
+METHODS = {"invert": _by_inversion, "forward": _by_restorer}  # how `gankit restore` restores, by --method
+TASK_METHODS = {"generate": ("invert",), "restore": ("forward",)}  # what each kind of run can do; the first is its default
+
+
 def restore_run(
     run_dir: str | Path,
     input_path: str | Path,
     out: str | Path,
     *,
+    method: str | None = None,
     mask: str | None = None,
     noise: float = 0.0,
     blur: float = 0.0,
@@ -450,11 +358,14 @@ def restore_run(
     trust: bool = False,
     strips: int = 16,
 ) -> dict[str, object]:
-    """`gankit restore`: read images, degrade them (unless `degraded`: they already are, and the
-    mask marks what is missing), restore them with the run's G and D, and write_outputs to `out`."""
-    from gankit.runs import open_checkpoint
-
-    loaded = open_checkpoint(run_dir, checkpoint, device=device, trust=trust)
+    """`gankit restore`: read images, degrade them (unless `degraded`: they already are, and the mask marks
+    what is missing), restore them (a generator run by inversion, a restorer run in one forward pass; `method`
+    None picks the run's) and write_outputs to `out`."""
+    loaded = open_checkpoint(run_dir, checkpoint, device=device, trust=trust, task=None)
+    task = loaded.config.task
+    method = method or TASK_METHODS[task][0]
+    if method not in TASK_METHODS[task]:
+        raise RestoreError(f"--method {method} does not apply to {run_dir}, a task={task} run; use --method {' or '.join(TASK_METHODS[task])} (or leave --method out)")
     shape = tuple(loaded.generator.sample_shape)
     if len(shape) != 3:
         raise RestoreError(f"{run_dir} is a GAN of 2-D points, not images; restore needs an image run")
@@ -465,5 +376,5 @@ def restore_run(
     degradation.check_fits(images)
     observed = images * degradation.known(images) if degraded else degradation.corrupt(images, rng)
     labels = None if label is None else torch.full((len(images),), label)
-    result = restore(loaded.generator, observed, degradation, settings, discriminator=loaded.discriminator, labels=labels, seed=seed)
-    return write_outputs(Path(out), observed, result, None if degraded else images, strips)
+    restored, restored_labels, summary = METHODS[method](loaded, observed, degradation, Request(settings, labels, seed))
+    return write_outputs(Path(out), observed, restored, restored_labels, None if degraded else images, strips, summary)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import signal
 import threading
@@ -22,6 +23,7 @@ from gankit.training import checkpoint as ckpt
 from gankit.training.callbacks import Evaluation, HtmlReport, LossPlot, MetricsLog, ProgressBar, SampleGrids, TensorBoardLog
 from gankit.training.distributed import World, leave, world_from_env
 from gankit.training.hooks import Callback
+from gankit.training.tasks import TRAINERS
 from gankit.training.trainer import Trainer, resolve_device
 from gankit.training.watchdog import warn, watchdog_callbacks
 
@@ -77,7 +79,7 @@ def _train(config, out_dir, overrides, resume, max_steps, device, progress, worl
         if saved is None and ckpt.list_checkpoints(paths.checkpoints):
             raise GankitError(f"{paths.root} already holds a run; continue it with --resume {paths.root} or choose another --out")
         dataset = load_dataset(config.data, config.train.seed)
-        trainer = Trainer(config, dataset, resolve_device(device), world)
+        trainer = TRAINERS[config.task](config, dataset, resolve_device(device), world)
         if start is not None:
             trainer.restore(start)
             _apply_optimizer_changes(trainer, saved.optim)
@@ -117,11 +119,12 @@ def _fit_run(trainer: Trainer, paths: RunPaths, dataset, max_steps: int | None, 
         callbacks.append(TensorBoardLog(paths.root / "tensorboard", paths.metrics))  # last: sees this epoch's evaluations and warnings
     if not world.is_main:
         callbacks = [c for c in callbacks if c.on_every_rank]
-    trainer = _fit_with_rollbacks(trainer, paths, callbacks, max_steps, log, lambda: Trainer(config, dataset, trainer.device, world))
+    trainer = _fit_with_rollbacks(trainer, paths, callbacks, max_steps, log, lambda: TRAINERS[config.task](config, dataset, trainer.device, world))
     return RunResult(paths.root, trainer.step, ckpt.resolve_checkpoint(paths.root), paths.samples / "final.png", paths.loss_plot)
 
 
 FIXED_ON_RESUME = (
+    "task",
     *(f"model.{key}" for key in ModelConfig.model_fields),
     *(f"loss.{key}" for key in LossConfig.model_fields),
     *(f"data.{key}" for key in DataConfig.model_fields if key not in DATA_HANDLING_KEYS),
@@ -134,11 +137,11 @@ def _refuse_fixed_changes(saved: Config, wanted: Config, run_dir: Path) -> None:
     them cannot apply (the weights would not load, or would load into something else), so it is refused up front."""
     before, after = saved.model_dump(mode="json"), wanted.model_dump(mode="json")
     for key in FIXED_ON_RESUME:
-        section, name = key.split(".")
-        if before[section][name] != after[section][name]:
+        old, new = (functools.reduce(dict.__getitem__, key.split("."), dump) for dump in (before, after))
+        if old != new:
             raise ConfigError(
-                f"{key} cannot change when resuming (the checkpoint was trained with {key}={before[section][name]}); "
-                f"start a new run instead: gankit train --config {run_dir}/config.yaml {key}={after[section][name]} --out NEW_DIR"
+                f"{key} cannot change when resuming (the checkpoint was trained with {key}={old}); "
+                f"start a new run instead: gankit train --config {run_dir}/config.yaml {key}={new} --out NEW_DIR"
             )
 
 

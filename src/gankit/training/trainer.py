@@ -98,6 +98,7 @@ class Trainer:
     on its shard of every batch and gradients are averaged across ranks (training/distributed.py)."""
 
     stop_requested = False  # set (by a SIGINT handler) to save a checkpoint after the current step and stop
+    stat_names = STAT_NAMES  # what each log line averages; a subclass may log more
 
     def __init__(self, config: Config, dataset: Dataset, device: torch.device, world: World = SINGLE):
         self.config = config
@@ -119,7 +120,7 @@ class Trainer:
         if self.batches_per_epoch == 0:
             raise DataError(f"dataset {dataset.name} has {len(dataset)} samples, fewer than train.batch_size={train.batch_size}; lower the batch size")
         self.total_steps = max(1, train.epochs * self.batches_per_epoch // stab.n_critic)
-        self.G, self.D = (model.to(device) for model in build_models(config.model, stab, dataset.sample_shape, dataset.num_classes))
+        self.G, self.D = (model.to(device) for model in self.build_networks(config, dataset.sample_shape, dataset.num_classes))
         broadcast_module(self.G, world)
         broadcast_module(self.D, world)
         self.objective = build_objective(config.loss.name, self.D.score_space, stab.label_smoothing)
@@ -143,6 +144,11 @@ class Trainer:
         self._epoch_order: tuple[int, Tensor] | None = None
         self.fixed_z, self.fixed_labels = self._fixed_inputs()
         self._window = self._new_window()
+
+    @staticmethod
+    def build_networks(config: Config, sample_shape: tuple[int, ...], num_classes: int | None) -> tuple[nn.Module, nn.Module]:
+        """(G, D) of this kind of training; runs.open_checkpoint rebuilds a checkpoint's networks through it too."""
+        return build_models(config.model, config.stabilizers, sample_shape, num_classes)
 
     # --- what the callbacks read -------------------------------------------------------------
     @property
@@ -178,10 +184,14 @@ class Trainer:
         g_loss = self._g_step(fake, labels, regularize=self.step % self.config.stabilizers.path_length_every == 0)
         for _ in range(1, self.config.stabilizers.g_steps):
             g_loss = self._g_step(self._generate(real.shape[0], labels), labels)
+        self._end_step([d_loss, g_loss, d_real, d_fake], n_critic * self.config.train.batch_size)  # images: global, all ranks
+
+    def _end_step(self, stats: list[Tensor], images: int) -> None:
+        """Count the step and add its stats (in `stat_names` order) and global image count to the log window."""
         self.step += 1
-        self._window.sums += torch.stack([d_loss, g_loss, d_real, d_fake])
+        self._window.sums += torch.stack(stats)
         self._window.steps += 1
-        self._window.images += n_critic * self.config.train.batch_size  # global: all ranks
+        self._window.images += images
 
     def _decay_learning_rates(self) -> None:
         factor = lr_decay_factor(self.config.optim, self.step, self.total_steps)
@@ -246,6 +256,7 @@ class Trainer:
         stab = self.config.stabilizers
         self.update_d.compute.requires_grad_(False)
         loss = self.objective.g_loss(self._critic(labels)(self._d_input(fake)))
+        loss = self._generator_objective(loss, fake)
         total = loss
         if regularize and stab.path_length:
             total = total + stab.path_length * stab.path_length_every * self._path_length_penalty(len(fake), labels)
@@ -264,6 +275,10 @@ class Trainer:
             penalty, mean = path_length_penalty(generator.synthesize, w, generator.path_length_mean.value, generator=self.perturb)
         generator.path_length_mean.value.copy_(mean)
         return penalty
+
+    def _generator_objective(self, adversarial: Tensor, fake: Tensor) -> Tensor:
+        """G's loss from the adversarial term on `fake`: the term itself here; a subclass may weigh it and add more."""
+        return adversarial
 
     def _generate(self, count: int, labels: Tensor | None) -> Tensor:
         """`count` fakes from fresh noise under the step's precision (with G's graph unless grad is off)."""
@@ -327,7 +342,7 @@ class Trainer:
             callback.on_train_end(self)
 
     def _new_window(self) -> _Window:
-        return _Window(sums=torch.zeros(len(STAT_NAMES), device=self.device))
+        return _Window(sums=torch.zeros(len(self.stat_names), device=self.device))
 
     def _close_window(self) -> dict[str, Any]:
         """Average the window's stats (one host sync), refuse NaN/Inf, start a new window."""
@@ -336,7 +351,7 @@ class Trainer:
         readings = [means, torch.stack([self.ada.p, self.ada.rt])] if self.ada else [means]
         values = torch.cat(readings).tolist()
         elapsed = time.perf_counter() - window.started
-        record: dict[str, Any] = {"step": self.step, "epoch": self.epoch, **dict(zip(STAT_NAMES + ADA_FIELDS, values))}
+        record: dict[str, Any] = {"step": self.step, "epoch": self.epoch, **dict(zip(self.stat_names + ADA_FIELDS, values))}
         record["g_grad_norm"] = _grad_norm(self.G)
         record["d_grad_norm"] = _grad_norm(self.D)
         record["images_per_s"] = window.images / elapsed if elapsed > 0 else 0.0
