@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from gankit.errors import ConfigError
-from gankit.models.common import DSettings, ModelSettings, apply_spectral_norm, hidden_activation, require_image_shape
+from gankit.models.common import DSettings, ModelSettings, apply_spectral_norm, hidden_activation
 
 MIN_SIDE = 7  # G halves the image while both sides stay even and at least this large
 
@@ -100,7 +100,8 @@ def paste_known(restored: Tensor, inputs: Tensor, exact: Tensor) -> Tensor:
 
 def build_restorer(model: ModelSettings, stabilizers: DSettings, sample_shape: tuple[int, ...], num_classes: int | None) -> tuple[UNet, PatchDiscriminator]:
     """(U-Net G, PatchGAN D) for (C, H, W) images, `model.width` channels at full size in both."""
-    require_image_shape("unet", sample_shape)
+    if len(sample_shape) != 3:
+        raise ConfigError(f"task: restore restores images (samples of shape (C, H, W)), but the data's samples have shape {sample_shape}; use image data")
     channels, height, width = sample_shape
     if min(height, width) < MIN_SIDE:
         raise ConfigError(f"a restorer needs images of at least {MIN_SIDE}x{MIN_SIDE} pixels, not {height}x{width}; set data.image_size")
