@@ -13,6 +13,7 @@ import json
 import math
 import os
 import platform
+import resource
 import shutil
 import statistics
 import sys
@@ -34,6 +35,13 @@ from gankit.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
+# The image architectures at widths that fit a CPU budget of minutes (docs/models.md: a stylegan2 of width 8 already costs
+# more FLOPs per image than a dcgan of width 32)
+CPU_ARCHITECTURES = {
+    "dcgan": ("model.name=dcgan", "model.width=32"),
+    "resnet": ("model.name=resnet", "model.width=16"),
+    "stylegan2": ("model.name=stylegan2", "model.width=8"),
+}
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 MATMUL_FLAG_MARKS = ("avx", "amx", "fma", "f16c", "bf16")  # the CPU flags that decide matrix-product speed
 
@@ -355,6 +363,13 @@ class TextbookGAN:
             self.opt_g.step()
         synchronize(self.device)
         return steps * self.batch_size
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """This process's peak memory so far: the device allocator's on CUDA, the resident set on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def make_trainer(config_path: str, dataset, batch_size: int, device: torch.device, overrides: list[str] = ()) -> Trainer:

@@ -25,18 +25,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import REPO, Row, common_args, main_loop  # noqa: E402
+from _common import CPU_ARCHITECTURES, REPO, Row, common_args, main_loop  # noqa: E402
 
 METRICS = ["fid", "kid_mean", "precision", "recall", "coverage"]
 EMOJI = REPO.parent / "shared" / "datasets" / "emoji-noto-64"
 SUBSET_FRACTION = 0.1
-# Widths that fit a CPU budget of minutes (docs/models.md: a stylegan2 of width 8 already costs
-# more FLOPs per image than a dcgan of width 32)
-ARCHITECTURES = {
-    "dcgan": ("model.name=dcgan", "model.width=32"),
-    "resnet": ("model.name=resnet", "model.width=16"),
-    "stylegan2": ("model.name=stylegan2", "model.width=8"),
-}
 AUGMENTATIONS = {
     "none": ("stabilizers.diffaugment=[]",),
     "diffaugment": ("stabilizers.diffaugment=color,translation,cutout",),
@@ -63,7 +56,7 @@ def rows(seconds: float | None, steps: int | None, evaluator: str, subset: Path,
     scoring = (whole, f"eval.evaluator={evaluator}")
     out = []
     for data_name, data in (("all", whole), ("10%", f"data.dataset=folder:{subset}")):
-        for arch, arch_overrides in ARCHITECTURES.items():
+        for arch, arch_overrides in CPU_ARCHITECTURES.items():
             for aug in only_augmentations:
                 overrides = (data, *arch_overrides, *AUGMENTATIONS[aug], "train.epochs=100000", f"eval.evaluator={evaluator}")
                 out.append(Row(f"{data_name}/{arch}/{aug}", "emoji-64.yaml", overrides, steps, seconds, clock="cpu", score_overrides=scoring))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from torch.profiler import profile as torch_profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import D_WIDTHS, G_WIDTHS, PRESETS, TextbookGAN, gankit_loop, machine_description  # noqa: E402
+from _common import D_WIDTHS, G_WIDTHS, PRESETS, TextbookGAN, gankit_loop, machine_description, peak_memory_mb  # noqa: E402
 
 from gankit.config import load_config  # noqa: E402
 from gankit.data import load_dataset  # noqa: E402
@@ -82,12 +81,6 @@ def gemm_flops_per_second(batch_size: int, dtype: torch.dtype, device: torch.dev
         seconds += time.perf_counter() - start
         flops += repeats * 3 * 2 * b * i * o
     return flops / seconds
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def measure_one(args: argparse.Namespace) -> None:

@@ -21,6 +21,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from pydantic import BaseModel
 
 from gankit.cli import build_parser, main
 from gankit.config import Config
@@ -39,8 +40,20 @@ WORK_BOUNDS = {  # option -> a cheap valid value given first; fuzzed values for 
     "--interpolate": "2", "--strips": "2", "--batch-size": "4", "--max-steps": "1",
 }
 SMALL = ["0", "-1", "1", "2", "1.5", "x", "1e23", ""]
-OVERRIDE_KEYS = [f"{section}.{key}" for section, field in Config.model_fields.items() if field.annotation is not str
-                 for key in field.annotation.model_fields if key not in ("download", "epochs", "generated_samples", "num_samples", "num_real")]
+
+
+def section_keys(section: type[BaseModel], prefix: str = "") -> list[str]:
+    """The dotted key of every setting inside `section`, sections within sections included."""
+    keys = []
+    for name, field in section.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            keys += section_keys(field.annotation, f"{prefix}{name}.")
+        elif prefix:
+            keys.append(prefix + name)
+    return keys
+
+
+OVERRIDE_KEYS = [key for key in section_keys(Config) if key.rsplit(".", 1)[1] not in ("download", "epochs", "generated_samples", "num_samples", "num_real")]
 OVERRIDE_VALUES = ["0", "-1", "1", "0.5", ".inf", ".nan", "true", "null", "[1, 2]", "{a: 1}", "x" * 300, "99999999999999999999999",
                    "toy:grid25", "npz:missing.npz", "idx:.", "hinge", "dcgan", "&a [*a]", "'unterminated", "\t", "bf16"]
 NUMBERS = [*SMALL, "0.7", "3", "10", "99999999999999999999999", "nan", "inf", "-0"]
