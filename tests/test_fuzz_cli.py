@@ -122,7 +122,7 @@ def command_line(draw, name: str, paths: list[str]) -> list[str]:
         elif action.nargs == 0:
             argv.append(flag)
         elif action.choices:
-            argv += [flag, draw(st.sampled_from([*action.choices, "bogus"]))]
+            argv += [flag, draw(st.sampled_from([*map(str, action.choices), "bogus"]))]
         else:
             argv += [flag, draw(st.sampled_from(NUMBERS) if action.type not in (None, str) else value)]
     if name == "train":
@@ -193,8 +193,11 @@ def test_cli_train_config_files(document, world, capsys):
     if isinstance(document, dict):
         nested: dict = {}
         for key, raw in document.items():
-            section, name = key.split(".")
-            nested.setdefault(section, {})[name] = raw
+            *sections, name = key.split(".")
+            target = nested
+            for part in sections:
+                target = target.setdefault(part, {})
+            target[name] = raw
         base = yaml.safe_load(TOY_CONFIG.read_text())
         text = yaml.safe_dump(base | {section: base.get(section, {}) | values for section, values in nested.items()})
         config.write_text(text)

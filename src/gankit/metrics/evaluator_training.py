@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from gankit.config import DataConfig
+from gankit.config import DataConfig, from_dict
 from gankit.data import Dataset, load_dataset
 from gankit.data.forms import has_test_split
 from gankit.errors import ConfigError, DataError
@@ -79,7 +79,7 @@ class Split:
 
 def evaluation_split(dataset: str, data_dir: str | None = None, image_size: int | None = None, channels: int | None = None) -> Split:
     """Load a labelled image source and split it as the module docstring says."""
-    settings = DataConfig(dataset=dataset, data_dir=data_dir, image_size=image_size, channels=channels)
+    settings = from_dict({"data": {"dataset": dataset, "data_dir": data_dir, "image_size": image_size, "channels": channels}}).data  # one-line errors
     train = _load_labelled(settings)
     if has_test_split(dataset):
         held_out = _load_labelled(settings.model_copy(update={"split": "test"}))
