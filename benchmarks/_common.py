@@ -280,6 +280,8 @@ def main_loop(args: argparse.Namespace, rows: list[Row], metrics: list[str], ext
             args.out.parent.mkdir(parents=True, exist_ok=True)
             payload = {
                 "command": " ".join(sys.argv),
+                "machine": machine_description("cpu"),
+                "threads": args.threads,
                 "seeds": seeds,
                 "complete": complete,
                 "minutes": round((time.perf_counter() - start) / 60, 2),
