@@ -209,7 +209,7 @@ def test_resumed_restorer_run_equals_an_uninterrupted_one(tmp_path, tiny_npz):
         (["task=restore", "restore.degradations.mask_probability=0", "restore.degradations.noise_probability=0",
           "restore.degradations.blur_probability=0"], "give at least one a chance"),
         (["task=restore", "restore.l1_weight=0", "restore.adv_weight=0"], "nothing would be learned"),
-        (["task=paint"], "'generate' or 'restore'"),
+        (["task=paint"], "'generate', 'restore' or 'classify'"),
     ],
 )
 def test_config_refusals_are_one_line(overrides, message):

@@ -1,4 +1,4 @@
-"""`gankit train|sample|eval|evaluator|info|report|export|restore|augment`: a thin shell over the Python API; user errors become one line and exit 2."""
+"""`gankit train|sample|eval|evaluator|info|report|export|restore|augment|classify`: a thin shell over the Python API; user errors become one line and exit 2."""
 
 from __future__ import annotations
 
@@ -79,13 +79,33 @@ def _eval(args: argparse.Namespace) -> None:
     from gankit.metrics.suite import RunEvaluator, format_table
     from gankit.runs import open_checkpoint
 
-    loaded = open_checkpoint(args.run_dir, args.checkpoint, trust=args.trust)
-    result = RunEvaluator(loaded.config, args.evaluator, trust=args.trust)(loaded.generator, num_samples=args.n, seed=args.seed)
+    loaded = open_checkpoint(args.run_dir, args.checkpoint, trust=args.trust, task=None)
+    if loaded.config.task == "classify":
+        from gankit.apps.classify import held_out_accuracy
+
+        result = held_out_accuracy(loaded).as_dict()
+    else:
+        loaded = open_checkpoint(args.run_dir, args.checkpoint, trust=args.trust)  # refuses a restorer in one line
+        result = RunEvaluator(loaded.config, args.evaluator, trust=args.trust)(loaded.generator, num_samples=args.n, seed=args.seed)
     result |= {"checkpoint": str(loaded.path), "step": loaded.state["step"]}
     out = Path(args.out) if args.out else (Path(args.run_dir) if Path(args.run_dir).is_dir() else Path(".")) / "eval.json"
     write_atomically(out, (json.dumps(result, indent=2) + "\n").encode())
     print(format_table(result))
     print(f"written to {out}")
+
+
+def _classify(args: argparse.Namespace) -> None:
+    from collections import Counter
+
+    from gankit.apps.classify import classify_run
+
+    rows = classify_run(args.run_dir, args.input, args.out, checkpoint=args.checkpoint, device=args.device)
+    counts = ", ".join(f"{name}: {count}" for name, count in sorted(Counter(row["class"] for row in rows).items()))
+    if args.out:
+        print(f"{len(rows)} images classified into {args.out}; per class {counts}")
+        return
+    for row in rows:
+        print(f"{row['input']},{row['label']},{row['class']},{row['probability']}")
 
 
 def _evaluator_train(args: argparse.Namespace) -> None:
@@ -182,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write -n walks of STEPS steps between random z pairs: a strip to --grid FILE.png and FILE.gif, or DIR/interpolation.png and .gif for --out-dir DIR")
     sample.set_defaults(handler=_sample)
 
-    evaluate = commands.add_parser("eval", help="score a trained run (FID, KID, precision/recall, ...; modes for toys)")
+    evaluate = commands.add_parser("eval", help="score a trained run (FID, KID, precision/recall, ...; modes for toys; test accuracy for a classifier)")
     evaluate.add_argument("run_dir", help="run folder or checkpoint file")
     evaluate.add_argument("-n", type=_positive_int, help="generated images (default eval.num_samples, 10000)")
     evaluate.add_argument("--checkpoint", default="last", help="last (default), best, or a checkpoint path")
@@ -226,6 +246,14 @@ def build_parser() -> argparse.ArgumentParser:
     augment.add_argument("--device", default="cpu")
     augment.add_argument("--trust", action="store_true", help="allow a pickled --checkpoint (.pt) you made yourself; read with torch.load(weights_only=True)")
     augment.set_defaults(handler=_augment)
+
+    classify = commands.add_parser("classify", help="label images with a trained classifier run (task=classify; docs/classify.md)")
+    classify.add_argument("run_dir", help="run folder or checkpoint file of a task=classify run")
+    classify.add_argument("--input", required=True, help="an image file, a folder of images (fitted to the run's size) or an .npz (the run's size)")
+    classify.add_argument("--out", help="write input,label,class,probability rows to this CSV (default: print them)")
+    classify.add_argument("--checkpoint", default="last", help="last (default), best, or a checkpoint path")
+    classify.add_argument("--device", default="cpu")
+    classify.set_defaults(handler=_classify)
 
     report = commands.add_parser("report", help="write a run's self-contained report.html (samples by epoch, curves, metrics, warnings)")
     report.add_argument("run_dir", help="run folder")

@@ -23,7 +23,7 @@ from gankit.models import BUILDERS, architectures_that, spectral_norm_of, unsupp
 LossName = Literal[tuple(LOSSES)]
 ModelName = Literal[tuple(BUILDERS)]
 PrecisionName = Literal["fp32", "bf16-mixed", "bf16", "fp16-mixed"]
-TaskName = Literal["generate", "restore"]  # training.tasks.TRAINERS holds the trainer of each
+TaskName = Literal["generate", "restore", "classify"]  # training.tasks.TRAINERS holds the trainer of each
 MaskShape = Literal[MASK_SHAPES]
 MAX_SEED = 2**32 - 1  # seeds are combined with step and epoch numbers into torch's 64-bit seeds
 MAX_CONFIG_VALUES = 10_000  # a config with YAML aliases may not expand beyond this many values
@@ -57,7 +57,13 @@ class DataConfig(_Section):
     generated_samples: int = Field(100_000, gt=0, le=2_000_000, description="size of a generated dataset (2-D toys, stacked-mnist)")
     download: bool = Field(True, description="allow downloading a named dataset that is not found locally")
     per_class: int | None = Field(None, gt=0, description="keep only this many labelled images per class (few-shot); None keeps all")
-    subset_seed: int = Field(0, ge=0, le=MAX_SEED, description="picks the per_class images; a larger per_class with the same seed keeps the smaller pick")
+    subset_seed: int = Field(0, ge=0, le=MAX_SEED, description="picks the per_class images (and the labels_per_class labels); a larger count with the same seed keeps the smaller pick")
+    labels_per_class: int | None = Field(
+        None, gt=0, description="task=classify: keep the labels of only this many images per class (picked like per_class); the others train unlabelled"
+    )
+    holdout: float = Field(
+        0.0, ge=0, le=0.5, description="hold out this fraction of a dataset without a test split (a seeded pick, stratified by class) as its test split: data.split=test reads it"
+    )
     background: str = Field(
         "white", description="folder images: transparent pixels are composited onto this (white, black or #RRGGBB); padding (fit=pad) uses it too"
     )
@@ -245,6 +251,14 @@ class RestoreConfig(_Section):
         return self
 
 
+class ClassifyConfig(_Section):
+    """task: classify, a semi-supervised K+1 GAN classifier (Salimans et al. 2016; docs/classify.md)."""
+
+    unlabelled_weight: float = Field(1.0, ge=0, description="weight of D's real-vs-fake loss on unlabelled and generated images beside the labelled cross-entropy")
+    input_noise: float = Field(0.3, ge=0, le=2, description="std of Gaussian noise D adds to its inputs while training (on the [0, 1] pixel scale)")
+    hidden_noise: float = Field(0.5, ge=0, le=2, description="std of Gaussian noise D adds after each hidden layer while training")
+
+
 class Config(_Section):
     name: str = Field("run", description="used in the default run folder name")
     data: DataConfig = DataConfig()
@@ -255,8 +269,13 @@ class Config(_Section):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     watchdog: WatchdogConfig = WatchdogConfig()
-    task: TaskName = Field("generate", description="generate: a GAN from noise; restore: a restorer trained on (degraded, clean) pairs made on the fly")
+    task: TaskName = Field(
+        "generate",
+        description="generate: a GAN from noise; restore: a restorer trained on (degraded, clean) pairs made on the fly; "
+        "classify: a classifier trained on a few labels and many unlabelled images (a semi-supervised GAN)",
+    )
     restore: RestoreConfig = RestoreConfig()
+    classify: ClassifyConfig = ClassifyConfig()
 
     @model_validator(mode="after")
     def _fill_implied_defaults(self) -> Config:
@@ -298,12 +317,16 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _check_task(self) -> Config:
-        """A restorer is a U-Net and a PatchGAN of logits, trained one D and one G step at a time on images; what
-        only a GAN from noise has (labels, packing, a Sigmoid D, sample evaluations) is refused for it, and the
-        restore section is refused for a GAN from noise, so no setting is silently ignored."""
+        """A restorer (a U-Net and a PatchGAN) and a semi-supervised classifier (a K+1 D) train one D and one G step
+        at a time with their own networks; what only a GAN from noise has (a conditional G, packing, a Sigmoid D,
+        sample evaluations, augmenting D's inputs) is refused for them, and each task's own section is refused
+        elsewhere, so no setting is silently ignored."""
+        for task, section, default in (("restore", self.restore, RestoreConfig()), ("classify", self.classify, ClassifyConfig())):
+            if self.task != task and section != default:
+                raise ValueError(f"the {task} section only applies to task={task}; set task={task} or drop it")
+        if self.data.labels_per_class and self.task != "classify":
+            raise ValueError("data.labels_per_class hides the other labels, which only task=classify learns without; use data.per_class to keep fewer images")
         if self.task == "generate":
-            if self.restore != RestoreConfig():
-                raise ValueError("the restore section only applies to task=restore; set task=restore or drop it")
             return self
         unsupported = {
             "model.conditional": (self.model.conditional, False),
@@ -311,12 +334,15 @@ class Config(_Section):
             "stabilizers.pack": (self.stabilizers.pack, 1),
             "stabilizers.n_critic": (self.stabilizers.n_critic, 1),
             "stabilizers.g_steps": (self.stabilizers.g_steps, 1),
+            "stabilizers.diffaugment": (",".join(self.stabilizers.diffaugment), ""),
             "eval.every_epochs": (self.eval.every_epochs, 0),
             "watchdog.every_epochs": (self.watchdog.every_epochs, 0),
         }
+        what = {"restore": "a restorer trains one D and one G step at a time on unlabelled image pairs", "classify": "a semi-supervised classifier trains its own K+1 D and a G by feature matching"}
         for key, (value, allowed) in unsupported.items():
             if value != allowed:
-                raise ValueError(f"task=restore does not support {key}={value}; set {key}={str(allowed).lower()} (a restorer trains one D and one G step at a time on unlabelled image pairs)")
+                shown = "[]" if allowed == "" else str(allowed).lower()
+                raise ValueError(f"task={self.task} does not support {key}={value}; set {key}={shown} ({what[self.task]})")
         return self
 
 

@@ -39,7 +39,11 @@ class LoadedRun:
     has_ema: bool
 
 
-TASK_USES = {"generate": "sample, evaluate, export, augment or restore (by inversion) with it", "restore": "restore images with it: gankit restore RUN --input ..."}
+TASK_USES = {
+    "generate": "sample, evaluate, export, augment or restore (by inversion) with it",
+    "restore": "restore images with it: gankit restore RUN --input ...",
+    "classify": "classify images with it: gankit classify RUN --input ..., and gankit eval RUN for its test accuracy",
+}
 
 
 def open_checkpoint(

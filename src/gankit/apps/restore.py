@@ -21,9 +21,9 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import Tensor, nn
 
-from gankit.data.images import to_model_range
-from gankit.data.folder import image_paths, load_images
-from gankit.data.npz import load_npz, save_npz
+from gankit.data.folder import load_images
+from gankit.data.forms import read_input_images
+from gankit.data.npz import save_npz
 from gankit.degradations import MAX_BLUR_SIGMA, Degradation, GaussianBlur, RestoreError, center_hole, psnr
 from gankit.files import atomic_write
 from gankit.losses import log_d
@@ -259,21 +259,6 @@ def blend(generated: Tensor, observed: Tensor, degradation: Degradation, feather
     return torch.lerp(generated, observed, trust * weight).clamp(-1, 1)  # exact y where the weight is 1
 
 
-def read_images(path: Path, sample_shape: tuple[int, ...]) -> Tensor:
-    """Images in [-1, 1] from an .npz (as stored; the size must match), a folder or one image
-    file (fitted to the generator's size and channels like a training folder)."""
-    channels, height, _ = sample_shape
-    if path.suffix.lower() == ".npz":
-        images, _ = load_npz(path)
-    elif path.is_dir():
-        images = load_images(image_paths(path), height, channels)
-    elif path.is_file():
-        images = load_images([path], height, channels)
-    else:
-        raise RestoreError(f"--input {path} does not exist; give an image file, a folder of images or an .npz")
-    return to_model_range(torch.from_numpy(np.ascontiguousarray(images)))
-
-
 def write_outputs(
     out: Path, observed: Tensor, images: Tensor, labels: Tensor | None = None, truth: Tensor | None = None, strips: int = 16, summary: dict[str, object] | None = None
 ) -> dict[str, object]:
@@ -369,7 +354,7 @@ def restore_run(
     shape = tuple(loaded.generator.sample_shape)
     if len(shape) != 3:
         raise RestoreError(f"{run_dir} is a GAN of 2-D points, not images; restore needs an image run")
-    images = read_images(Path(input_path), shape)
+    images, _ = read_input_images(Path(input_path), shape)
     rng = torch.Generator().manual_seed(seed)
     keep = parse_mask(mask, len(images), images.shape[2], images.shape[3], rng) if mask else None
     degradation = Degradation(keep, blur, noise)

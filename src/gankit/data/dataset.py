@@ -15,6 +15,7 @@ from gankit.errors import DataError
 
 DatasetKind = Literal["points", "images", "stacked"]
 POINTS_EVALUATION_SIZE = 2_500  # samples drawn to judge 2-D points: the mode-collapse literature's evaluation size
+HOLDOUT_SEED = 0  # data.holdout's pick depends on the data alone
 
 
 @dataclass(frozen=True)
@@ -99,21 +100,50 @@ def _to_device(tensor: torch.Tensor | None, device: torch.device) -> torch.Tenso
     return tensor.to(device)
 
 
+UNLABELLED = -1  # the label of an image whose label data.labels_per_class hid
+
+
 def per_class_subset(dataset: Dataset, per_class: int, seed: int) -> Dataset:
-    """per_class images of every class, in their original order: the first per_class of each
-    class's torch.randperm (seeded once with seed, classes in label order), so the pick does not
-    depend on the training seed and a smaller per_class keeps a subset of a larger one's pick."""
+    """per_class images of every class, in their original order (see per_class_pick)."""
+    index = per_class_pick(dataset, per_class, seed, "data.per_class")
+    return replace(dataset, samples=dataset.samples[index], labels=dataset.labels[index], name=f"{dataset.name} ({per_class} per class)")
+
+
+def hide_labels(dataset: Dataset, per_class: int, seed: int) -> Dataset:
+    """Every image, but only per_class of each class keep their label (picked as per_class_subset picks); the rest are UNLABELLED."""
+    index = per_class_pick(dataset, per_class, seed, "data.labels_per_class")
+    labels = torch.full_like(dataset.labels, UNLABELLED)
+    labels[index] = dataset.labels[index]
+    return replace(dataset, labels=labels, name=f"{dataset.name} ({per_class} labels per class)")
+
+
+def per_class_pick(dataset: Dataset, per_class: int, seed: int, setting: str) -> torch.Tensor:
+    """Sorted indices of per_class images of every class: the first per_class of each class's torch.randperm
+    (seeded once with seed, classes in label order), so the pick does not depend on the training seed and a
+    smaller per_class keeps a subset of a larger one's pick."""
     if dataset.labels is None:
-        raise DataError(f"data.per_class={per_class} needs labels, and {dataset.name} has none; unset data.per_class")
+        raise DataError(f"{setting}={per_class} needs labels, and {dataset.name} has none; unset {setting}")
     rng = torch.Generator().manual_seed(seed)
     labels = dataset.labels.cpu()
     picked = []
     for label in range(dataset.num_classes):
         members = torch.nonzero(labels == label).flatten()
         if len(members) < per_class:
-            raise DataError(
-                f"data.per_class={per_class} but class {label} of {dataset.name} has only {len(members)} images; lower data.per_class to {len(members)} or less"
-            )
+            raise DataError(f"{setting}={per_class} but class {label} of {dataset.name} has only {len(members)} images; lower {setting} to {len(members)} or less")
         picked.append(members[torch.randperm(len(members), generator=rng)[:per_class]])
-    index = torch.cat(picked).sort().values
-    return replace(dataset, samples=dataset.samples[index], labels=dataset.labels[index], name=f"{dataset.name} ({per_class} per class)")
+    return torch.cat(picked).sort().values
+
+
+def holdout_split(dataset: Dataset, fraction: float, split: str) -> Dataset:
+    """The train or test part of a dataset that has no test split: `fraction` of each class (of all images when
+    unlabelled), picked by a fixed seed so every run and seed holds out the same images."""
+    rng = torch.Generator().manual_seed(HOLDOUT_SEED)
+    groups = [torch.arange(len(dataset.samples))] if dataset.labels is None else [torch.nonzero(dataset.labels.cpu() == label).flatten() for label in range(dataset.num_classes)]
+    held = torch.zeros(len(dataset.samples), dtype=torch.bool)
+    for members in groups:
+        held[members[torch.randperm(len(members), generator=rng)[: round(fraction * len(members))]]] = True
+    index = torch.nonzero(held if split == "test" else ~held).flatten()
+    if len(index) == 0:
+        raise DataError(f"data.holdout={fraction} leaves the {split} part of {dataset.name} empty; choose a fraction that leaves images on both sides")
+    labels = None if dataset.labels is None else dataset.labels[index]
+    return replace(dataset, samples=dataset.samples[index], labels=labels, name=f"{dataset.name} ({split}: {len(index)} of {len(dataset.samples)})")

@@ -15,7 +15,8 @@ one entry in FORMS.
 Images come out uint8 (N, C, H, W); data.image_size resizes (shorter side, then center crop; folders:
 as data.fit says) with antialiasing and data.channels converts between grayscale and RGB. Folders
 default to 64 x 64; other image sources keep their native size. Toy data ignores both settings.
-load_dataset applies what holds for every form: data.per_class, data.xflip, and whether the samples
+load_dataset applies what holds for every form: data.holdout (a test split cut from the data),
+data.per_class, data.labels_per_class (training split only), data.xflip, and whether the samples
 exceed data.device_memory_mb (then they stay in host memory: Dataset.host_resident).
 """
 
@@ -32,10 +33,10 @@ import torch
 
 from gankit.config import DataConfig, background_rgb
 from gankit.data import folder_cache
-from gankit.data.dataset import Dataset, Modes, Structure, per_class_subset
-from gankit.data.folder import Decoding, load_folder
+from gankit.data.dataset import Dataset, Modes, Structure, hide_labels, holdout_split, per_class_subset
+from gankit.data.folder import Decoding, image_paths, load_folder, load_images
 from gankit.data.idx import find_split_files, load_idx_folder
-from gankit.data.images import fit_images
+from gankit.data.images import fit_images, to_model_range
 from gankit.data.npz import load_npz
 from gankit.data.sources import NAMED_DATASETS, load_named
 from gankit.data.stacked import stack_digits
@@ -105,7 +106,7 @@ def _toy(target: str, cfg: DataConfig, seed: int) -> Dataset:
 
 def _stacked(target: str, cfg: DataConfig, seed: int) -> Dataset:
     spec = f"stacked-mnist:{target}" if target else "stacked-mnist"
-    source = load_dataset(cfg.model_copy(update={"dataset": target or "mnist", "channels": None, "per_class": None}), seed)
+    source = load_dataset(cfg.model_copy(update={"dataset": target or "mnist", "channels": None, "per_class": None, "labels_per_class": None, "holdout": 0.0}), seed)
     if source.sample_shape[0] != 1 or source.labels is None or source.num_classes != 10:
         raise DataError(f"{spec}: the source must be labelled single-channel digits (10 classes), got {source.name}")
     stacks, labels = stack_digits(source.samples, source.labels, cfg.generated_samples, seed)
@@ -145,11 +146,19 @@ def has_test_split(spec: str) -> bool:
 def load_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
     """Load cfg.dataset (only data.per_class images of each class when set); seed only matters for generated (toy) data."""
     form, target = form_of(cfg.dataset)
-    dataset = replace(form.load(target, cfg, seed), structure=form.structure(target))
+    if cfg.holdout:
+        if form.test_split(target):
+            raise DataError(f"{cfg.dataset} has its own test split (data.split=test); unset data.holdout")
+        dataset = holdout_split(form.load(target, cfg.model_copy(update={"split": "train"}), seed), cfg.holdout, cfg.split)
+    else:
+        dataset = form.load(target, cfg, seed)
+    dataset = replace(dataset, structure=form.structure(target))
     if cfg.xflip and dataset.structure.kind == "points":
         raise DataError(f"data.xflip mirrors images, and {dataset.name} holds 2-D points; unset data.xflip")
     if cfg.per_class:
         dataset = per_class_subset(dataset, cfg.per_class, cfg.subset_seed)
+    if cfg.labels_per_class and cfg.split == "train":
+        dataset = hide_labels(dataset, cfg.labels_per_class, cfg.subset_seed)
     return replace(dataset, xflip=cfg.xflip, host_resident=dataset.samples.nbytes > _device_budget(cfg))
 
 
@@ -171,3 +180,21 @@ def _image_dataset(
         return Dataset(samples, None, None, name, class_names)
     num_classes = len(class_names) if class_names else int(labels.max()) + 1
     return Dataset(samples, torch.from_numpy(labels.astype(np.int64)), num_classes, name, class_names)
+
+
+def read_input_images(path: Path, sample_shape: tuple[int, ...]) -> tuple[torch.Tensor, list[str]]:
+    """Images in [-1, 1] that a command is pointed at, and a name for each (its file, or its index in an .npz):
+    an .npz as stored (the size must match), a folder or one image file (fitted to sample_shape's size and
+    channels like a training folder)."""
+    channels, height, _ = sample_shape
+    if path.suffix.lower() == ".npz":
+        images, _ = load_npz(path)
+        names = [str(index) for index in range(len(images))]
+    elif path.is_dir() or path.is_file():
+        files = image_paths(path) if path.is_dir() else [path]
+        if not files:
+            raise DataError(f"--input {path} holds no images (PNG, JPEG, ...)")
+        images, names = load_images(files, height, channels), [str(file.relative_to(path) if path.is_dir() else file.name) for file in files]
+    else:
+        raise DataError(f"--input {path} does not exist; give an image file, a folder of images or an .npz")
+    return to_model_range(torch.from_numpy(np.ascontiguousarray(images))), names

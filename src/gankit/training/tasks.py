@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gankit.training.paired import PairedTrainer
+from gankit.training.semi import SemiSupervisedTrainer
 from gankit.training.trainer import Trainer
 
-TRAINERS: dict[str, type[Trainer]] = {"generate": Trainer, "restore": PairedTrainer}
+TRAINERS: dict[str, type[Trainer]] = {"generate": Trainer, "restore": PairedTrainer, "classify": SemiSupervisedTrainer}

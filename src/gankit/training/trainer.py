@@ -404,6 +404,7 @@ class Trainer:
             "epoch": self.epoch,
             "sample_shape": list(self.data.sample_shape),
             "num_classes": self.data.num_classes,
+            "class_names": self.data.class_names,
             "config": self.config.model_dump(mode="json"),
             "opt_g_groups": opt_g_groups,
             "opt_d_groups": opt_d_groups,
