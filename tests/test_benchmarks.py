@@ -1,6 +1,7 @@
 """Benchmark code that a figure depends on: the speed ablation's LeanGAN, with every switch on, is the
 Trainer's step (one step from the same weights, real batch and z leaves G and D with the Trainer's
-weights; benchmarks/ablation.py), and the emoji benchmark's 10% subset is stratified."""
+weights; benchmarks/ablation.py), the emoji benchmark's 10% subset is stratified, and the semi-supervised
+benchmark's baseline augmentation shifts and mirrors as documented."""
 
 import sys
 
@@ -57,3 +58,19 @@ def test_emoji_subset_keeps_a_tenth_of_every_class(tmp_path):
     assert len(picked["big"]) == 5 and len(picked["small"]) == 1  # a class never vanishes
     assert all(link.is_symlink() and link.resolve().parent == source / link.parent.name for links in picked.values() for link in links)
     assert emoji.stratified_subset(source, tmp_path / "subset", 0.5) == subset and len(list((subset / "big").iterdir())) == 5  # made once
+
+
+def test_semi_supervised_baseline_shifts_by_at_most_two_pixels_and_mirrors_only_when_asked():
+    semi = pytest.importorskip("semi_supervised")
+    images = torch.full((200, 1, 12, 12), -1.0)
+    images[:, 0, 5, 3] = 1.0  # one bright pixel left of centre
+    rng = torch.Generator().manual_seed(0)
+    for mirror in (False, True):
+        moved = semi.augmented(images, mirror, rng)
+        assert moved.shape == images.shape and set(moved.unique().tolist()) == {-1.0, 1.0}
+        rows, columns = (moved[:, 0] == 1.0).nonzero()[:, 1:].T
+        assert ((rows - 5).abs() <= 2).all() and len(rows) == 200, "the pixel stays in the image, within 2 rows"
+        shifted_columns = torch.minimum((columns - 3).abs(), (columns - 8).abs())  # 8: the pixel's mirror column
+        assert (shifted_columns <= 2).all()
+        assert (columns >= 6).any() == mirror, "only a mirrored image has the pixel on the right half"
+        assert len(set(zip(rows.tolist(), columns.tolist()))) > 10, "the shifts vary from image to image"
