@@ -14,6 +14,7 @@ import math
 import os
 import platform
 import resource
+import shlex
 import shutil
 import statistics
 import sys
@@ -30,6 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from gankit.config import apply_overrides, from_dict, load_config
+from gankit.files import atomic_write
 from gankit.training.precision import synchronize
 from gankit.training.trainer import Trainer
 
@@ -192,6 +194,22 @@ def _report(res: dict[str, Any]) -> dict[str, Any]:
 
 def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def write_results(path: Path, args: argparse.Namespace, results: list[dict[str, Any]], complete: bool, table_text: str, device: Any = "cpu", **about: Any) -> None:
+    """A benchmark's JSON: its command line, the machine and threads, its settings, whether it finished, `about`, the table and the raw results."""
+    payload = {
+        "command": shlex.join(["python", *sys.argv]),
+        "machine": machine_description(device),
+        "threads": torch.get_num_threads(),
+        "settings": {key: value for key, value in vars(args).items() if key not in ("out", "keep")},
+        "complete": complete,
+        **about,
+        "table": table_text,
+        "results": results,
+    }
+    with atomic_write(path) as out:
+        out.write((json.dumps(payload, indent=1) + "\n").encode())
 
 
 def mean_std(values: list[float]) -> str:
@@ -479,8 +497,6 @@ def fashion_classifier(labels: torch.Tensor, shape: tuple[int, ...]) -> Callable
 
 def report_restoration(out: Path, fields: dict[str, Any], started: float, text: str, heading: str, strips: str) -> None:
     """Write the results JSON (the command, `fields`, minutes, the table) atomically and print the table."""
-    from gankit.files import atomic_write
-
     payload = {"command": " ".join([Path(sys.executable).name, *sys.argv]), **fields, "minutes": round((time.perf_counter() - started) / 60, 2), "table": text}
     with atomic_write(out) as file:
         file.write((json.dumps(payload, indent=1) + "\n").encode())

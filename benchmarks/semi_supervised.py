@@ -20,8 +20,6 @@ Both are measured on the test split: Fashion-MNIST's own 10,000 images; for MNIS
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -31,13 +29,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import REPO, machine_description, mean_std  # noqa: E402
+from _common import REPO, mean_std, write_results  # noqa: E402
 
 from gankit.apps.classify import accuracy_of, predict  # noqa: E402
 from gankit.config import Config, load_config  # noqa: E402
 from gankit.data import Dataset, load_dataset, to_model_range  # noqa: E402
 from gankit.data.dataset import UNLABELLED  # noqa: E402
-from gankit.files import atomic_write  # noqa: E402
 from gankit.training.semi import SemiSupervisedTrainer  # noqa: E402
 
 DATASETS = {  # name: (preset, overrides, mirror images in the supervised baseline's augmentation)
@@ -46,6 +43,7 @@ DATASETS = {  # name: (preset, overrides, mirror images in the supervised baseli
 }
 CONDITIONS = ("semi-supervised", "supervised+aug")
 RESULTS = Path(__file__).resolve().parent / "results" / "semi_supervised.json"
+ACCURACY_UNIT = "fraction of the test split (the table shows percent)"
 SHIFT = 2  # pixels of random translation in the baseline's augmentation
 
 
@@ -127,21 +125,6 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def save(path: Path, args: argparse.Namespace, results: list[dict], complete: bool) -> None:
-    payload = {
-        "command": shlex.join(["python", *sys.argv]),
-        "machine": machine_description("cpu"),
-        "threads": torch.get_num_threads(),
-        "settings": {key: value for key, value in vars(args).items() if key != "out"},
-        "complete": complete,
-        "accuracy_unit": "fraction of the test split (the table shows percent)",
-        "table": table(results),
-        "results": results,
-    }
-    with atomic_write(path) as out:
-        out.write((json.dumps(payload, indent=1) + "\n").encode())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
@@ -160,8 +143,8 @@ def main() -> None:
             results.append(run_one(dataset, seed, args))
             shown = ", ".join(f"{condition} {results[-1][condition]['accuracy']:.4f}" for condition in CONDITIONS)
             print(f"  {dataset} seed {seed}: {shown}", file=sys.stderr, flush=True)
-            save(args.out, args, results, False)
-    save(args.out, args, results, True)
+            write_results(args.out, args, results, False, table(results), accuracy_unit=ACCURACY_UNIT)
+    write_results(args.out, args, results, True, table(results), accuracy_unit=ACCURACY_UNIT)
     print(f"\ntest accuracy (%), 10 labels per class, {args.steps} semi-supervised steps, {args.supervised_steps} supervised steps, "
           f"seeds {args.seeds}, {(time.perf_counter() - start) / 60:.1f} min\n")
     print(table(results))

@@ -83,11 +83,7 @@ class SemiSupervisedTrainer(Trainer):
                 real_features, _ = self._features_and_logits(real)
             fake_features, _ = self._features_and_logits(fake)
         loss = feature_matching_loss(real_features.float(), fake_features.float())
-        self.update_g.step(loss)
-        self.update_d.compute.requires_grad_(True)
-        if self.ema:
-            self.update_g.sync_master_buffers()
-            self.ema.update(self.G, self.step)
+        self._update_generator(loss)
         return loss.detach()
 
     def _labelled_batch(self, step: int) -> tuple[Tensor, Tensor]:

@@ -260,12 +260,16 @@ class Trainer:
         total = loss
         if regularize and stab.path_length:
             total = total + stab.path_length * stab.path_length_every * self._path_length_penalty(len(fake), labels)
-        self.update_g.step(total)
+        self._update_generator(total)
+        return loss.detach()
+
+    def _update_generator(self, loss: Tensor) -> None:
+        """G's optimizer step on `loss`, computed with D frozen; then D is unfrozen and the EMA follows G."""
+        self.update_g.step(loss)
         self.update_d.compute.requires_grad_(True)
         if self.ema:
             self.update_g.sync_master_buffers()
             self.ema.update(self.G, self.step)
-        return loss.detach()
 
     def _path_length_penalty(self, count: int, labels: Tensor | None) -> Tensor:
         """The path-length penalty on fresh noise; G (its registry entry declares a mapping network) keeps the running mean."""
