@@ -76,6 +76,13 @@ class Dataset:
         """A random order of the len(self) indices (drawn on the CPU), where batch() reads its indices."""
         return torch.randperm(len(self), generator=generator).to(self.samples.device)
 
+    def balanced_order(self, generator: torch.Generator) -> torch.Tensor:
+        """len(self) indices drawn with replacement, every class equally likely (a scarce class's images
+        repeat), where batch() reads its indices: so a conditional GAN sees each class as often."""
+        labels = self.labels.cpu().repeat(2 if self.xflip else 1)
+        weights = 1 / torch.bincount(labels, minlength=self.num_classes).double()[labels]
+        return torch.multinomial(weights, len(self), replacement=True, generator=generator).to(self.samples.device)
+
     def batch(self, indices: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The samples and labels (None if unlabelled) at indices (on the samples' device), on `device`."""
         count = len(self.samples)
@@ -99,21 +106,32 @@ def _to_device(tensor: torch.Tensor | None, device: torch.device) -> torch.Tenso
     return tensor.to(device)
 
 
-def per_class_subset(dataset: Dataset, per_class: int, seed: int) -> Dataset:
-    """per_class images of every class, in their original order: the first per_class of each
-    class's torch.randperm (seeded once with seed, classes in label order), so the pick does not
-    depend on the training seed and a smaller per_class keeps a subset of a larger one's pick."""
+def class_subset(dataset: Dataset, counts: dict[int, int], seed: int, setting: str) -> Dataset:
+    """counts[label] images of each listed class and every image of the others, in their original order:
+    the first counts[label] of each class's torch.randperm (seeded once with seed, every class in label
+    order), so the pick does not depend on the training seed, a smaller count keeps a subset of a larger
+    one's pick, and a class's pick is the same whichever other classes are cut. setting names the option
+    in errors."""
     if dataset.labels is None:
-        raise DataError(f"data.per_class={per_class} needs labels, and {dataset.name} has none; unset data.per_class")
+        raise DataError(f"{setting} needs labels, and {dataset.name} has none; unset it")
+    if unknown := sorted(set(counts) - set(range(dataset.num_classes))):
+        raise DataError(f"{setting} names class {unknown[0]}, and {dataset.name} has classes 0..{dataset.num_classes - 1}")
     rng = torch.Generator().manual_seed(seed)
     labels = dataset.labels.cpu()
     picked = []
     for label in range(dataset.num_classes):
         members = torch.nonzero(labels == label).flatten()
-        if len(members) < per_class:
-            raise DataError(
-                f"data.per_class={per_class} but class {label} of {dataset.name} has only {len(members)} images; lower data.per_class to {len(members)} or less"
-            )
-        picked.append(members[torch.randperm(len(members), generator=rng)[:per_class]])
+        order = torch.randperm(len(members), generator=rng)
+        count = counts.get(label, len(members))
+        if len(members) < count:
+            raise DataError(f"{setting}: class {label} of {dataset.name} has only {len(members)} images; ask {len(members)} or fewer")
+        picked.append(members[order[:count]])
     index = torch.cat(picked).sort().values
-    return replace(dataset, samples=dataset.samples[index], labels=dataset.labels[index], name=f"{dataset.name} ({per_class} per class)")
+    cut = ", ".join(f"{label}: {count}" for label, count in sorted(counts.items()))
+    return replace(dataset, samples=dataset.samples[index], labels=dataset.labels[index], name=f"{dataset.name} (class counts {cut})")
+
+
+def per_class_subset(dataset: Dataset, per_class: int, seed: int) -> Dataset:
+    """per_class images of every class (data.per_class), picked as class_subset picks."""
+    counts = dict.fromkeys(range(dataset.num_classes or 0), per_class)
+    return replace(class_subset(dataset, counts, seed, f"data.per_class={per_class}"), name=f"{dataset.name} ({per_class} per class)")
