@@ -31,38 +31,20 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import mean_std  # noqa: E402
+from _common import accuracy, mean_std, train_classifier  # noqa: E402
 
 from gankit.apps.augment import synthesize_conditional  # noqa: E402
 from gankit.config import DataConfig, load_config  # noqa: E402
-from gankit.data import Dataset, load_dataset, to_model_range  # noqa: E402
+from gankit.data import Dataset, load_dataset  # noqa: E402
 from gankit.files import atomic_write  # noqa: E402
 from gankit.training.trainer import Trainer, resolve_device  # noqa: E402
 
 CONDITIONS = ("real", "real+synthetic", "synthetic")
 RESULTS = Path(__file__).resolve().parent / "results" / "augmentation.json"
-LEARNING_RATE = 1e-3
-EVAL_BATCH = 1000
-
-
-class SmallCNN(nn.Module):
-    """The fixed classifier: two 3x3 conv blocks (32, 64 channels, ReLU, 2x2 max-pool), 128 hidden, dropout, 10 logits."""
-
-    def __init__(self, num_classes: int = 10):
-        super().__init__()
-        self.layers = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.3), nn.Linear(128, num_classes),
-        )  # fmt: skip
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.layers(to_model_range(images))
 
 
 def train_gan(k: int, seed: int, args: argparse.Namespace, device: torch.device, run_dir: Path) -> tuple[nn.Module, Dataset]:
@@ -78,35 +60,6 @@ def train_gan(k: int, seed: int, args: argparse.Namespace, device: torch.device,
     trainer = Trainer(config, real, device)
     trainer.fit(run_dir, [], max_steps=args.gan_steps)
     return trainer.sampler, real
-
-
-def train_classifier(sources: list[Dataset], steps: int, batch_size: int, seed: int, device: torch.device) -> SmallCNN:
-    """Adam for `steps` steps; each batch takes an equal share from every source, drawn with replacement."""
-    torch.manual_seed(seed)
-    model = SmallCNN().to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
-    rng = torch.Generator().manual_seed(seed)
-    share = batch_size // len(sources)
-    sources = [source.to(device) for source in sources]
-    model.train()
-    for _ in range(steps):
-        picks = [torch.randint(len(source), (share,), generator=rng).to(device) for source in sources]
-        images = torch.cat([source.samples[pick] for source, pick in zip(sources, picks)])
-        labels = torch.cat([source.labels[pick] for source, pick in zip(sources, picks)])
-        loss = F.cross_entropy(model(images), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return model
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, test: Dataset) -> float:
-    model.eval()
-    correct = sum(
-        int((model(images).argmax(1) == labels).sum()) for images, labels in zip(test.samples.split(EVAL_BATCH), test.labels.split(EVAL_BATCH))
-    )
-    return correct / len(test)
 
 
 def run_one(k: int, seed: int, args: argparse.Namespace, device: torch.device, test: Dataset) -> dict:

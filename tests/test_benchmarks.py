@@ -1,6 +1,7 @@
 """Benchmark code that a figure depends on: the speed ablation's LeanGAN, with every switch on, is the
 Trainer's step (one step from the same weights, real batch and z leaves G and D with the Trainer's
-weights; benchmarks/ablation.py), and the emoji benchmark's 10% subset is stratified."""
+weights; benchmarks/ablation.py), the emoji benchmark's 10% subset is stratified, and the imbalanced
+benchmark's oversampling, classical augmentation and scores do what its table says."""
 
 import sys
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from gankit.config import load_config
-from gankit.data import load_dataset
+from gankit.data import Dataset, load_dataset
 from gankit.training.trainer import Trainer
 
 from .conftest import REPO
@@ -57,3 +58,22 @@ def test_emoji_subset_keeps_a_tenth_of_every_class(tmp_path):
     assert len(picked["big"]) == 5 and len(picked["small"]) == 1  # a class never vanishes
     assert all(link.is_symlink() and link.resolve().parent == source / link.parent.name for links in picked.values() for link in links)
     assert emoji.stratified_subset(source, tmp_path / "subset", 0.5) == subset and len(list((subset / "big").iterdir())) == 5  # made once
+
+
+def test_imbalanced_oversampling_augmentation_and_scores():
+    import imbalanced
+
+    images = torch.zeros(12, 1, 8, 8, dtype=torch.uint8)
+    images[:, 0, 3, 2] = torch.arange(1, 13, dtype=torch.uint8)  # one bright pixel, off the vertical axis, names the image
+    data = Dataset(images, torch.tensor([0] * 10 + [1] * 2), 2, "toy")
+    over = imbalanced.oversample(data, [1], 10, seed=0)
+    assert torch.bincount(over.labels).tolist() == [10, 10]
+    assert set(over.samples[over.labels == 1].amax((1, 2, 3)).tolist()) <= {11, 12}  # repeats of the two scarce images
+    transform = imbalanced.classical_augmentation([1], shift=2)
+    moved = transform(over.samples, over.labels, torch.Generator().manual_seed(0))
+    assert torch.equal(moved[over.labels == 0], over.samples[over.labels == 0])  # whole classes pass unchanged
+    assert torch.equal(moved.amax((1, 2, 3)), over.samples.amax((1, 2, 3)))  # shifted by at most 2 px: the pixel stays inside
+    assert not torch.equal(moved[over.labels == 1], over.samples[over.labels == 1])
+    always_zero = torch.nn.Module()
+    always_zero.forward = lambda images: torch.tensor([[1.0, 0.0]]).expand(len(images), 2)
+    assert imbalanced.scores(always_zero, data, [1]) == {"balanced_accuracy": 0.5, "recall_1": 0.0}
