@@ -35,7 +35,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import accuracy, mean_std, train_classifier  # noqa: E402
+from _common import accuracy, machine_description, mean_std, train_classifier  # noqa: E402
 
 from gankit.apps.augment import synthesize_conditional  # noqa: E402
 from gankit.config import DataConfig, load_config  # noqa: E402
@@ -96,6 +96,7 @@ def save(path: Path, args: argparse.Namespace, results: list[dict], complete: bo
     payload = {
         "command": shlex.join(["python", *sys.argv]),
         "device": str(device),
+        "machine": machine_description(device),
         "settings": {key: value for key, value in vars(args).items() if key not in ("out", "keep")},
         "complete": complete,
         "accuracy_unit": "fraction of the 10,000 Fashion-MNIST test images (the table shows percent)",
