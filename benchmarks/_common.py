@@ -27,13 +27,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from gankit.config import apply_overrides, from_dict, load_config
+from gankit.config import DataConfig, apply_overrides, from_dict, load_config
+from gankit.data import Dataset as LabelledImages
+from gankit.data import load_dataset, to_model_range
 from gankit.files import atomic_write
 from gankit.training.precision import synchronize
-from gankit.training.trainer import Trainer
+from gankit.training.trainer import Trainer, resolve_device
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
@@ -209,17 +212,17 @@ def write_results(path: Path, args: argparse.Namespace, results: list[dict[str, 
         "results": results,
     }
     with atomic_write(path) as out:
-        out.write((json.dumps(payload, indent=1) + "\n").encode())
+        out.write((json.dumps(payload, indent=1, default=str) + "\n").encode())
 
 
-def mean_std(values: list[float]) -> str:
-    """'m +- s' over seeds (sample std; a single value has no spread)."""
+def mean_std(values: list[float], digits: int | None = None) -> str:
+    """'m +- s' over seeds (sample std; a single value has no spread), to `digits` decimals (default: 1 from 10 up, else 3)."""
     if not values:
         return "n/a"
     m = statistics.fmean(values)
     s = statistics.stdev(values) if len(values) > 1 else 0.0
     integers = all(float(v).is_integer() for v in values)
-    digits = 1 if integers or abs(m) >= 10 else 3
+    digits = digits if digits is not None else 1 if integers or abs(m) >= 10 else 3
     return f"{m:.{digits}f} +- {s:.{digits}f}"
 
 
@@ -316,6 +319,101 @@ def main_loop(args: argparse.Namespace, rows: list[Row], metrics: list[str], ext
     if args.out:
         print(f"\nraw results: {args.out}")
     return results
+
+
+# --- the fixed classifier of the synthetic-data benchmarks (augmentation.py, imbalanced.py) ------------
+CLASSIFIER_LR = 1e-3
+EVAL_BATCH = 1000
+BatchTransform = Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]  # (uint8 images, labels, rng) -> images
+
+
+class SmallCNN(nn.Module):
+    """The fixed classifier: two 3x3 conv blocks (32, 64 channels, ReLU, 2x2 max-pool), 128 hidden, dropout, 10 logits."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.3), nn.Linear(128, num_classes),
+        )  # fmt: skip
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.layers(to_model_range(images))
+
+
+def train_conditional_gan(subset: list[str], seed: int, args: argparse.Namespace, device: torch.device, run_dir: Path) -> tuple[nn.Module, LabelledImages]:
+    """The cdcgan-fashion preset on the training images the `subset` overrides keep, for --gan-steps G steps with
+    gankit's Trainer and no run-folder callbacks (a grid and a plot per epoch would cost more than a small set's
+    training); its sampling generator and the real images."""
+    overrides = [
+        *subset, f"data.subset_seed={seed}", f"train.seed={seed}", "train.epochs=1000000",
+        f"train.checkpoint_every={args.gan_steps}", f"train.log_every={args.gan_steps}", *args.set,
+    ]  # fmt: skip
+    if args.data_dir:
+        overrides.append(f"data.data_dir={args.data_dir}")
+    config = load_config("cdcgan-fashion", overrides)
+    real = load_dataset(config.data, seed)
+    trainer = Trainer(config, real, device)
+    trainer.fit(run_dir, [], max_steps=args.gan_steps)
+    return trainer.sampler, real
+
+
+def add_gan_classifier_args(parser: argparse.ArgumentParser) -> None:
+    """The options every GAN-then-classifier benchmark (augmentation.py, imbalanced.py) shares."""
+    parser.add_argument("--gan-steps", type=int, default=3000, help="G steps of the conditional GAN (default 3000)")
+    parser.add_argument("--clf-steps", type=int, default=2000, help="classifier optimizer steps, the same for every condition (default 2000)")
+    parser.add_argument("--clf-batch", type=int, default=64, help="classifier batch size (default 64)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--data-dir", help="folder searched first for Fashion-MNIST")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra override for the GAN config (repeatable)")
+    parser.add_argument("--keep", help="keep the GAN run folders under this directory (default: temporary)")
+
+
+def parse_gan_classifier_args(parser: argparse.ArgumentParser) -> tuple[argparse.Namespace, torch.device, LabelledImages]:
+    """Parse a GAN-then-classifier benchmark's command line; set torch's threads; the device and the Fashion-MNIST test split on it."""
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    return args, device, load_dataset(DataConfig(dataset="fashion-mnist", split="test", data_dir=args.data_dir)).to(device)
+
+
+def train_classifier(
+    sources: list[LabelledImages], steps: int, batch_size: int, seed: int, device: torch.device, transform: BatchTransform | None = None
+) -> SmallCNN:
+    """Adam for `steps` steps; each batch takes an equal share from every source, drawn with replacement,
+    and goes through `transform` (on the fly augmentation) when given."""
+    torch.manual_seed(seed)
+    model = SmallCNN().to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=CLASSIFIER_LR)
+    rng = torch.Generator().manual_seed(seed)
+    share = batch_size // len(sources)
+    sources = [source.to(device) for source in sources]
+    model.train()
+    for _ in range(steps):
+        picks = [torch.randint(len(source), (share,), generator=rng).to(device) for source in sources]
+        images = torch.cat([source.samples[pick] for source, pick in zip(sources, picks)])
+        labels = torch.cat([source.labels[pick] for source, pick in zip(sources, picks)])
+        if transform is not None:
+            images = transform(images, labels, rng)
+        loss = F.cross_entropy(model(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return model
+
+
+@torch.no_grad()
+def predict(model: nn.Module, test: LabelledImages) -> torch.Tensor:
+    """The model's class for every test image."""
+    model.eval()
+    return torch.cat([model(images).argmax(1) for images in test.samples.split(EVAL_BATCH)])
+
+
+def accuracy(model: nn.Module, test: LabelledImages) -> float:
+    return float((predict(model, test) == test.labels).double().mean())
 
 
 # --- the loops the speed benchmarks (throughput.py, ablation.py) time ------------------------------

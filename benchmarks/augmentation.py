@@ -23,97 +23,31 @@ per epoch would cost more than the training.
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import nn
+
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import mean_std  # noqa: E402
+from _common import add_gan_classifier_args, parse_gan_classifier_args, train_conditional_gan, accuracy, mean_std, train_classifier, write_results  # noqa: E402
 
 from gankit.apps.augment import synthesize_conditional  # noqa: E402
-from gankit.config import DataConfig, load_config  # noqa: E402
-from gankit.data import Dataset, load_dataset, to_model_range  # noqa: E402
-from gankit.files import atomic_write  # noqa: E402
-from gankit.training.trainer import Trainer, resolve_device  # noqa: E402
+from gankit.data import Dataset  # noqa: E402
 
 CONDITIONS = ("real", "real+synthetic", "synthetic")
 RESULTS = Path(__file__).resolve().parent / "results" / "augmentation.json"
-LEARNING_RATE = 1e-3
-EVAL_BATCH = 1000
-
-
-class SmallCNN(nn.Module):
-    """The fixed classifier: two 3x3 conv blocks (32, 64 channels, ReLU, 2x2 max-pool), 128 hidden, dropout, 10 logits."""
-
-    def __init__(self, num_classes: int = 10):
-        super().__init__()
-        self.layers = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.3), nn.Linear(128, num_classes),
-        )  # fmt: skip
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.layers(to_model_range(images))
-
-
-def train_gan(k: int, seed: int, args: argparse.Namespace, device: torch.device, run_dir: Path) -> tuple[nn.Module, Dataset]:
-    """The cdcgan-fashion preset on k images per class, --gan-steps G steps; its sampling generator and the real subset."""
-    overrides = [
-        f"data.per_class={k}", f"data.subset_seed={seed}", f"train.seed={seed}", "train.epochs=1000000",
-        f"train.checkpoint_every={args.gan_steps}", f"train.log_every={args.gan_steps}", *args.set,
-    ]  # fmt: skip
-    if args.data_dir:
-        overrides.append(f"data.data_dir={args.data_dir}")
-    config = load_config("cdcgan-fashion", overrides)
-    real = load_dataset(config.data, seed)
-    trainer = Trainer(config, real, device)
-    trainer.fit(run_dir, [], max_steps=args.gan_steps)
-    return trainer.sampler, real
-
-
-def train_classifier(sources: list[Dataset], steps: int, batch_size: int, seed: int, device: torch.device) -> SmallCNN:
-    """Adam for `steps` steps; each batch takes an equal share from every source, drawn with replacement."""
-    torch.manual_seed(seed)
-    model = SmallCNN().to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
-    rng = torch.Generator().manual_seed(seed)
-    share = batch_size // len(sources)
-    sources = [source.to(device) for source in sources]
-    model.train()
-    for _ in range(steps):
-        picks = [torch.randint(len(source), (share,), generator=rng).to(device) for source in sources]
-        images = torch.cat([source.samples[pick] for source, pick in zip(sources, picks)])
-        labels = torch.cat([source.labels[pick] for source, pick in zip(sources, picks)])
-        loss = F.cross_entropy(model(images), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return model
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, test: Dataset) -> float:
-    model.eval()
-    correct = sum(
-        int((model(images).argmax(1) == labels).sum()) for images, labels in zip(test.samples.split(EVAL_BATCH), test.labels.split(EVAL_BATCH))
-    )
-    return correct / len(test)
+ACCURACY_UNIT = "fraction of the 10,000 Fashion-MNIST test images (the table shows percent)"
 
 
 def run_one(k: int, seed: int, args: argparse.Namespace, device: torch.device, test: Dataset) -> dict:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gankit-augment-") as scratch:
         run_dir = Path(args.keep) / f"k{k}-seed{seed}" if args.keep else Path(scratch)
-        generator, real = train_gan(k, seed, args, device, run_dir)
+        generator, real = train_conditional_gan([f"data.per_class={k}"], seed, args, device, run_dir)
     gan_seconds = time.perf_counter() - started
     synthetic = synthesize_conditional(generator, args.synthetic_per_class, seed=seed)
     synthetic_data = Dataset(torch.from_numpy(synthetic.images), torch.from_numpy(synthetic.labels), 10, "synthetic")
@@ -139,47 +73,22 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def save(path: Path, args: argparse.Namespace, results: list[dict], complete: bool, device: torch.device) -> None:
-    payload = {
-        "command": shlex.join(["python", *sys.argv]),
-        "device": str(device),
-        "settings": {key: value for key, value in vars(args).items() if key not in ("out", "keep")},
-        "complete": complete,
-        "accuracy_unit": "fraction of the 10,000 Fashion-MNIST test images (the table shows percent)",
-        "table": table(results),
-        "results": results,
-    }
-    with atomic_write(path) as out:
-        out.write((json.dumps(payload, indent=1) + "\n").encode())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k", type=int, nargs="+", default=[10, 50, 100], help="real images per class (default 10 50 100)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds: pick of the k images, GAN and classifier (default 0 1 2)")
-    parser.add_argument("--gan-steps", type=int, default=3000, help="G steps of the conditional GAN (default 3000)")
+    add_gan_classifier_args(parser)
     parser.add_argument("--synthetic-per-class", type=int, default=1000, help="synthetic images per class (default 1000)")
-    parser.add_argument("--clf-steps", type=int, default=2000, help="classifier optimizer steps, the same for every condition (default 2000)")
-    parser.add_argument("--clf-batch", type=int, default=64, help="classifier batch size (default 64)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--data-dir", help="folder searched first for Fashion-MNIST")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra override for the GAN config (repeatable)")
-    parser.add_argument("--keep", help="keep the GAN run folders under this directory (default: temporary)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results (default benchmarks/results/augmentation.json)")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    test = load_dataset(DataConfig(dataset="fashion-mnist", split="test", data_dir=args.data_dir)).to(device)
+    args, device, test = parse_gan_classifier_args(parser)
     start, results = time.perf_counter(), []
     for k in args.k:
         for seed in args.seeds:
             results.append(run_one(k, seed, args, device, test))
             shown = ", ".join(f"{condition} {results[-1][condition]:.4f}" for condition in CONDITIONS)
             print(f"  k={k} seed {seed}: {shown} ({results[-1]['seconds']} s)", file=sys.stderr, flush=True)
-            save(args.out, args, results, False, device)
-    save(args.out, args, results, True, device)
+            write_results(args.out, args, results, False, table(results), device, accuracy_unit=ACCURACY_UNIT)
+    write_results(args.out, args, results, True, table(results), device, accuracy_unit=ACCURACY_UNIT)
     print(f"\nFashion-MNIST test accuracy (%), {args.gan_steps} GAN steps, {args.synthetic_per_class} synthetic per class, "
           f"{args.clf_steps} classifier steps, seeds {args.seeds}, {(time.perf_counter() - start) / 60:.1f} min on {device}\n")
     print(table(results))

@@ -1,4 +1,5 @@
-"""gankit augment: labelled synthetic data that the data loaders read back; and the k-per-class subset."""
+"""gankit augment: labelled synthetic data that the data loaders read back (all classes or the scarce ones);
+the k-per-class subset, the imbalanced one (data.class_counts) and class-balanced batches."""
 
 import numpy as np
 import pytest
@@ -7,10 +8,12 @@ from torch import nn
 
 from gankit.apps.augment import synthesize_by_evaluator, synthesize_conditional, write_synthetic
 from gankit.cli import main
-from gankit.config import DataConfig, ModelConfig, StabilizerConfig
+from gankit.config import DataConfig, ModelConfig, StabilizerConfig, load_config
 from gankit.data import Dataset, load_dataset, per_class_subset, save_npz, to_model_range
-from gankit.errors import DataError, GankitError
+from gankit.data.dataset import class_subset
+from gankit.errors import ConfigError, DataError, GankitError
 from gankit.models import build_models
+from gankit.training.trainer import Trainer
 
 
 def conditional_generator(num_classes):
@@ -135,7 +138,7 @@ def test_per_class_subset_is_stratified_deterministic_and_nested():
 
 
 def test_per_class_subset_errors_and_load_dataset(tmp_path):
-    with pytest.raises(DataError, match="class 1 of test has only 25 images; lower data.per_class to 25"):
+    with pytest.raises(DataError, match="data.per_class=26: class 1 of test has only 25 images; ask 25 or fewer"):
         per_class_subset(labelled([30, 25, 40]), 26, seed=0)
     with pytest.raises(DataError, match="needs labels"):
         per_class_subset(Dataset(torch.zeros(4, 1, 2, 2, dtype=torch.uint8), None, None, "unlabelled"), 1, seed=0)
@@ -143,3 +146,63 @@ def test_per_class_subset_errors_and_load_dataset(tmp_path):
     picked = load_dataset(DataConfig(dataset=f"npz:{tmp_path / 'd.npz'}", per_class=4, subset_seed=2))
     assert len(picked) == 12 and torch.bincount(picked.labels).tolist() == [4, 4, 4]
     assert (picked.samples[:, 0, 0, 0].long() % 3 == picked.labels).all()
+
+
+def test_class_counts_cut_listed_classes_and_keep_the_rest_whole():
+    data = labelled([30, 25, 40])
+    cut = class_subset(data, {1: 5}, seed=3, setting="data.class_counts")
+    assert torch.bincount(cut.labels).tolist() == [30, 5, 40]
+    index = cut.samples[:, 0, 0, 0].long()
+    assert index.tolist() == sorted(index.tolist()) and torch.equal(data.labels[index], cut.labels)
+    same_pick = per_class_subset(data, 5, seed=3)  # a class's pick does not depend on which other classes are cut
+    assert set(index[cut.labels == 1].tolist()) == set(same_pick.samples[same_pick.labels == 1, 0, 0, 0].tolist())
+    with pytest.raises(DataError, match="data.class_counts: class 1 of test has only 25 images; ask 25 or fewer"):
+        class_subset(data, {1: 26}, seed=0, setting="data.class_counts")
+    with pytest.raises(DataError, match="data.class_counts names class 3, and test has classes 0..2"):
+        class_subset(data, {3: 1}, seed=0, setting="data.class_counts")
+
+
+def test_class_counts_through_the_config_and_loader(tmp_path):
+    save_npz(tmp_path / "d.npz", np.arange(60, dtype=np.uint8).reshape(60, 1, 1, 1).repeat(2, 2).repeat(2, 3), np.arange(60) % 3)
+    config = load_config(None, [f"data.dataset=npz:{tmp_path / 'd.npz'}", "data.class_counts={0: 2, 2: 7}", "data.subset_seed=1"])
+    picked = load_dataset(config.data)
+    assert torch.bincount(picked.labels).tolist() == [2, 20, 7]
+    assert load_config(None, ["data.class_counts={0: 2}"]).model_dump(mode="json")["data"]["class_counts"] == {"0": 2}  # JSON keys read back
+    for bad, message in ((["data.class_counts={0: 0}"], "greater than 0"), (["data.class_counts={0: 2}", "data.per_class=3"], "give one")):
+        with pytest.raises(ConfigError, match=message):
+            load_config(None, bad)
+
+
+def test_balanced_order_draws_every_class_about_equally_and_repeats():
+    data = labelled([400, 20, 80])
+    order = data.balanced_order(torch.Generator().manual_seed(0))
+    assert len(order) == 500 and torch.equal(order, data.balanced_order(torch.Generator().manual_seed(0)))
+    shares = torch.bincount(data.labels[order], minlength=3) / 500
+    assert (shares - 1 / 3).abs().max() < 0.07
+    flipped = Dataset(data.samples, data.labels, 3, "test", xflip=True)
+    assert flipped.balanced_order(torch.Generator().manual_seed(0)).max() < 1000
+
+
+def test_trainer_class_balance_feeds_balanced_batches_and_needs_labels(tiny_npz):
+    overrides = [f"data.dataset=npz:{tiny_npz}", "data.class_counts={1: 4}", "model.width=8", "train.batch_size=32"]
+    config = load_config("cdcgan-fashion", [*overrides, "train.class_balance=true"])
+    trainer = Trainer(config, load_dataset(config.data), torch.device("cpu"))
+    labels = torch.cat([trainer._real_batch(index)[1] for index in range(trainer.batches_per_epoch)])
+    assert int((labels == 1).sum()) >= len(labels) // 6  # 4 of about 68 images, drawn in a third of the batches' slots
+    unlabelled = Dataset(torch.zeros(64, 1, 28, 28, dtype=torch.uint8), None, None, "unlabelled")
+    with pytest.raises(ConfigError, match="train.class_balance draws batches by class, and unlabelled has no labels"):
+        Trainer(load_config("dcgan-fashion", ["model.width=8", "train.class_balance=true"]), unlabelled, torch.device("cpu"))
+
+
+def test_augment_fills_only_the_classes_asked_for(tiny_runs, tmp_path, capsys):
+    data = synthesize_conditional(conditional_generator(5), 3, classes=[4, 1], seed=0)
+    assert data.labels.tolist() == [1, 1, 1, 4, 4, 4]
+    evaluated = synthesize_by_evaluator(ShadeGenerator(), ShadeEvaluator(), 10, classes=[2], seed=0)
+    assert evaluated.counts() == {2: 10}
+    with pytest.raises(GankitError, match="--classes must name classes 0..4, got 5"):
+        synthesize_conditional(conditional_generator(5), 3, classes=[5])
+    assert main(["augment", str(tiny_runs[0]), "--per-class", "3", "--classes", "0,2", "--out", str(tmp_path / "s.npz")]) == 0
+    assert "6 labelled images" in capsys.readouterr().out
+    assert torch.bincount(load_dataset(DataConfig(dataset=f"npz:{tmp_path / 's.npz'}")).labels).tolist() == [3, 0, 3]
+    with pytest.raises(SystemExit):
+        main(["augment", str(tiny_runs[0]), "--per-class", "3", "--classes", "a,2", "--out", str(tmp_path / "t.npz")])

@@ -1,6 +1,7 @@
 """Benchmark code that a figure depends on: the speed ablation's LeanGAN, with every switch on, is the
 Trainer's step (one step from the same weights, real batch and z leaves G and D with the Trainer's
-weights; benchmarks/ablation.py), the emoji benchmark's 10% subset is stratified, and the semi-supervised
+weights; benchmarks/ablation.py), the emoji benchmark's 10% subset is stratified, the imbalanced
+benchmark's oversampling, classical augmentation and scores do what its table says, and the semi-supervised
 benchmark's baseline augmentation shifts and mirrors as documented."""
 
 import sys
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from gankit.config import load_config
-from gankit.data import load_dataset
+from gankit.data import Dataset, load_dataset
 from gankit.training.trainer import Trainer
 
 from .conftest import REPO
@@ -74,3 +75,22 @@ def test_semi_supervised_baseline_shifts_by_at_most_two_pixels_and_mirrors_only_
         assert (shifted_columns <= 2).all()
         assert (columns >= 6).any() == mirror, "only a mirrored image has the pixel on the right half"
         assert len(set(zip(rows.tolist(), columns.tolist()))) > 10, "the shifts vary from image to image"
+
+
+def test_imbalanced_oversampling_augmentation_and_scores():
+    import imbalanced
+
+    images = torch.zeros(12, 1, 8, 8, dtype=torch.uint8)
+    images[:, 0, 3, 2] = torch.arange(1, 13, dtype=torch.uint8)  # one bright pixel, off the vertical axis, names the image
+    data = Dataset(images, torch.tensor([0] * 10 + [1] * 2), 2, "toy")
+    over = imbalanced.oversample(data, [1], 10, seed=0)
+    assert torch.bincount(over.labels).tolist() == [10, 10]
+    assert set(over.samples[over.labels == 1].amax((1, 2, 3)).tolist()) <= {11, 12}  # repeats of the two scarce images
+    transform = imbalanced.classical_augmentation([1], shift=2)
+    moved = transform(over.samples, over.labels, torch.Generator().manual_seed(0))
+    assert torch.equal(moved[over.labels == 0], over.samples[over.labels == 0])  # whole classes pass unchanged
+    assert torch.equal(moved.amax((1, 2, 3)), over.samples.amax((1, 2, 3)))  # shifted by at most 2 px: the pixel stays inside
+    assert not torch.equal(moved[over.labels == 1], over.samples[over.labels == 1])
+    always_zero = torch.nn.Module()
+    always_zero.forward = lambda images: torch.tensor([[1.0, 0.0]]).expand(len(images), 2)
+    assert imbalanced.scores(always_zero, data, [1]) == {"balanced_accuracy": 0.5, "recall_1": 0.0}

@@ -67,7 +67,7 @@ def _augment(args: argparse.Namespace) -> None:
     from gankit.apps.augment import augment
 
     data = augment(
-        args.run_dir, args.per_class, args.out, checkpoint=args.checkpoint, evaluator=args.evaluator, min_confidence=args.min_confidence,
+        args.run_dir, args.per_class, args.out, classes=args.classes, checkpoint=args.checkpoint, evaluator=args.evaluator, min_confidence=args.min_confidence,
         max_draws=args.max_draws, seed=args.seed, truncation=args.truncation, device=args.device, trust=args.trust,
     )
     counts = ", ".join(f"{label}: {count}" for label, count in data.counts().items())
@@ -237,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     augment.add_argument("run_dir", help="run folder or checkpoint file")
     augment.add_argument("--per-class", type=_positive_int, required=True, help="images per class")
     augment.add_argument("--out", required=True, help="FILE.npz (data.dataset=npz:FILE) or a new folder of class subfolders (folder:DIR)")
+    augment.add_argument("--classes", type=_class_list, help="only these classes, e.g. 2,4,6 (fill the scarce classes of an imbalanced set); default all")
     augment.add_argument("--evaluator", help="unconditional runs: the classifier that labels samples (fashion-mnist, mnist or a .safetensors path; default by dataset)")
     augment.add_argument("--min-confidence", type=float, default=0.9, help="unconditional runs: keep samples the evaluator labels with at least this softmax probability (default 0.9)")
     augment.add_argument("--max-draws", type=_positive_int, help="unconditional runs: give up after this many samples (default 20 x the images asked for)")
@@ -303,6 +304,13 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
+
+
+def _class_list(text: str) -> list[int]:
+    labels = text.split(",")
+    if not all(label.strip().isdigit() for label in labels):
+        raise argparse.ArgumentTypeError(f"must be class labels separated by commas, e.g. 2,4,6; got {text}")
+    return [int(label) for label in labels]
 
 
 def _seed(text: str) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -57,7 +57,12 @@ class DataConfig(_Section):
     generated_samples: int = Field(100_000, gt=0, le=2_000_000, description="size of a generated dataset (2-D toys, stacked-mnist)")
     download: bool = Field(True, description="allow downloading a named dataset that is not found locally")
     per_class: int | None = Field(None, gt=0, description="keep only this many labelled images per class (few-shot); None keeps all")
-    subset_seed: int = Field(0, ge=0, le=MAX_SEED, description="picks the per_class images (and the labels_per_class labels); a larger count with the same seed keeps the smaller pick")
+    class_counts: dict[Annotated[int, Field(ge=0)], Annotated[int, Field(gt=0)]] | None = Field(
+        None, description="keep only this many images of each listed class, e.g. {2: 60, 4: 60, 6: 60} (an imbalanced set); the other classes stay whole"
+    )
+    subset_seed: int = Field(
+        0, ge=0, le=MAX_SEED, description="picks the per_class or class_counts images and the labels_per_class labels; a larger count with the same seed keeps the smaller pick"
+    )
     labels_per_class: int | None = Field(
         None, gt=0, description="task=classify: keep the labels of only this many images per class (picked like per_class); the others train unlabelled"
     )
@@ -83,6 +88,12 @@ class DataConfig(_Section):
     def _known_background(cls, text: str) -> str:
         background_rgb(text)
         return text
+
+    @model_validator(mode="after")
+    def _one_class_cut(self) -> DataConfig:
+        if self.per_class and self.class_counts:
+            raise ValueError("data.per_class and data.class_counts both cut classes; give one (class_counts can list every class)")
+        return self
 
 
 DATA_HANDLING_KEYS = ("data_dir", "download", "workers", "cache", "cache_dir", "device_memory_mb")  # how data is found and held, not what it is
@@ -164,6 +175,9 @@ class TrainConfig(_Section):
     batch_size: int = Field(64, gt=0, le=2**20, description="real images per D step (and fakes per G step)")
     epochs: int = Field(5, gt=0, description="passes over the data, counted in D batches")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="seeds weights, noise and data order")
+    class_balance: bool = Field(
+        False, description="draw real batches with every class equally likely (with replacement), so a conditional GAN sees scarce classes as often as the rest"
+    )
     deterministic: bool = Field(False, description="deterministic kernels: a resumed run equals an uninterrupted one bit for bit")
     precision: PrecisionName = Field(
         "fp32", description="fp32, bf16 (bf16 compute, fp32 master weights), bf16-mixed (autocast), fp16-mixed (CUDA); bf16 falls back to fp32 where it is slow"

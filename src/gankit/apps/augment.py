@@ -53,6 +53,7 @@ def augment(
     per_class: int,
     out: str | Path,
     *,
+    classes: list[int] | None = None,
     checkpoint: str = "last",
     evaluator: str | None = None,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
@@ -62,7 +63,8 @@ def augment(
     device: str = "cpu",
     trust: bool = False,
 ) -> Synthetic:
-    """per_class labelled samples of every class from a run's generator, written to out (FILE.npz or DIR).
+    """per_class labelled samples of every class (or of `classes` only: fill the scarce ones) from a run's
+    generator, written to out (FILE.npz or DIR).
 
     evaluator (a shipped name or a .safetensors path; default: the one for the run's dataset)
     labels an unconditional generator's samples; a conditional one needs none.
@@ -74,7 +76,7 @@ def augment(
     if generator.num_classes:
         if evaluator:
             raise GankitError("this generator is class-conditional and labels its own samples; drop --evaluator")
-        data = synthesize_conditional(generator, per_class, seed=seed, truncation=truncation)
+        data = synthesize_conditional(generator, per_class, classes=classes, seed=seed, truncation=truncation)
     else:
         name = evaluator or evaluator_for_dataset(loaded.config.data.dataset)
         if name is None:
@@ -84,17 +86,19 @@ def augment(
             )
         classifier, _ = load_evaluator(name, device)
         data = synthesize_by_evaluator(
-            generator, classifier, per_class, min_confidence=min_confidence, max_draws=max_draws, seed=seed, truncation=truncation
+            generator, classifier, per_class, classes=classes, min_confidence=min_confidence, max_draws=max_draws, seed=seed, truncation=truncation
         )
     write_synthetic(data, Path(out))
     return data
 
 
-def synthesize_conditional(generator: nn.Module, per_class: int, *, seed: int = 0, truncation: float | None = None) -> Synthetic:
-    """per_class samples of every class of a class-conditional generator."""
+def synthesize_conditional(
+    generator: nn.Module, per_class: int, *, classes: list[int] | None = None, seed: int = 0, truncation: float | None = None
+) -> Synthetic:
+    """per_class samples of every class of a class-conditional generator, or of `classes` only."""
     if not generator.num_classes:
         raise GankitError("this generator is unconditional; label its samples with an evaluator (synthesize_by_evaluator)")
-    labels = torch.arange(generator.num_classes).repeat_interleave(per_class)
+    labels = torch.tensor(_chosen_classes(classes, generator.num_classes)).repeat_interleave(per_class)
     images, _ = sample(generator, len(labels), seed=seed, labels=labels, truncation=truncation)
     return Synthetic(_uint8(images).numpy(), labels.numpy(), len(labels))
 
@@ -105,13 +109,14 @@ def synthesize_by_evaluator(
     evaluator: nn.Module,
     per_class: int,
     *,
+    classes: list[int] | None = None,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
     max_draws: int | None = None,
     seed: int = 0,
     truncation: float | None = None,
 ) -> Synthetic:
-    """per_class samples of each of evaluator.num_classes classes, labelled by the evaluator's arg-max
-    where its softmax probability is at least min_confidence; the rest are thrown away.
+    """per_class samples of each of evaluator.num_classes classes (or of `classes` only), labelled by the
+    evaluator's arg-max where its softmax probability is at least min_confidence; the rest are thrown away.
 
     Draws at most max_draws samples (default DEFAULT_DRAW_FACTOR times the total asked for) and
     raises, naming every class's count, when a class is still short.
@@ -119,7 +124,10 @@ def synthesize_by_evaluator(
     if not 0 < min_confidence <= 1:
         raise GankitError(f"--min-confidence must be in (0, 1], got {min_confidence}")
     num_classes = evaluator.num_classes
-    max_draws = max_draws or DEFAULT_DRAW_FACTOR * per_class * num_classes
+    chosen = _chosen_classes(classes, num_classes)
+    wanted = torch.zeros(num_classes, dtype=torch.long)
+    wanted[chosen] = per_class
+    max_draws = max_draws or DEFAULT_DRAW_FACTOR * per_class * len(chosen)
     rng = torch.Generator(next(generator.parameters()).device).manual_seed(seed)
     device = next(evaluator.parameters()).device
     was_training = evaluator.training
@@ -127,27 +135,35 @@ def synthesize_by_evaluator(
     kept: list[list[Tensor]] = [[] for _ in range(num_classes)]
     counts, drawn = torch.zeros(num_classes, dtype=torch.long), 0
     try:
-        while drawn < max_draws and bool((counts < per_class).any()):
+        while drawn < max_draws and bool((counts < wanted).any()):
             batch = min(DRAW_BATCH, max_draws - drawn)
             images = _uint8(draw(generator, batch, rng, class_labels(generator, batch), truncation))
             drawn += batch
             confidence, predicted = evaluator(images.to(device)).softmax(1).max(1)  # judged as written: quantized
             confident, predicted = (confidence >= min_confidence).cpu(), predicted.cpu()
-            for label in range(num_classes):
-                wanted = per_class - int(counts[label])
-                chosen = images[confident & (predicted == label)][:wanted]
-                kept[label].append(chosen)
-                counts[label] += len(chosen)
+            for label in chosen:
+                kept_now = images[confident & (predicted == label)][: int(wanted[label] - counts[label])]
+                kept[label].append(kept_now)
+                counts[label] += len(kept_now)
     finally:
         evaluator.train(was_training)
-    if bool((counts < per_class).any()):
-        short = ", ".join(f"class {label}: {int(count)}" for label, count in enumerate(counts) if count < per_class)
+    if bool((counts < wanted).any()):
+        short = ", ".join(f"class {label}: {int(counts[label])}" for label in chosen if counts[label] < per_class)
         raise GankitError(
             f"after {drawn} samples some classes have fewer than {per_class} images at confidence >= {min_confidence} ({short}); "
             "lower --min-confidence, raise --max-draws, or use a class-conditional generator"
         )
-    images = torch.cat([torch.cat(chunks) for chunks in kept])
-    return Synthetic(images.numpy(), np.repeat(np.arange(num_classes), per_class), drawn)
+    images = torch.cat([torch.cat(kept[label]) for label in chosen])
+    return Synthetic(images.numpy(), np.repeat(np.array(chosen), per_class), drawn)
+
+
+def _chosen_classes(classes: list[int] | None, num_classes: int) -> list[int]:
+    """The classes asked for, sorted (all when None); a label the generator or evaluator lacks is an error."""
+    if classes is None:
+        return list(range(num_classes))
+    if not classes or not all(0 <= label < num_classes for label in classes):
+        raise GankitError(f"--classes must name classes 0..{num_classes - 1}, got {','.join(map(str, classes)) or 'none'}")
+    return sorted(set(classes))
 
 
 def write_synthetic(data: Synthetic, out: Path) -> Path:

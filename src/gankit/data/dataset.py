@@ -77,6 +77,13 @@ class Dataset:
         """A random order of the len(self) indices (drawn on the CPU), where batch() reads its indices."""
         return torch.randperm(len(self), generator=generator).to(self.samples.device)
 
+    def balanced_order(self, generator: torch.Generator) -> torch.Tensor:
+        """len(self) indices drawn with replacement, every class equally likely (a scarce class's images
+        repeat), where batch() reads its indices: so a conditional GAN sees each class as often."""
+        labels = self.labels.cpu().repeat(2 if self.xflip else 1)
+        weights = 1 / torch.bincount(labels, minlength=self.num_classes).double()[labels]
+        return torch.multinomial(weights, len(self), replacement=True, generator=generator).to(self.samples.device)
+
     def batch(self, indices: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The samples and labels (None if unlabelled) at indices (on the samples' device), on `device`."""
         count = len(self.samples)
@@ -103,35 +110,47 @@ def _to_device(tensor: torch.Tensor | None, device: torch.device) -> torch.Tenso
 UNLABELLED = -1  # the label of an image whose label data.labels_per_class hid
 
 
-def per_class_subset(dataset: Dataset, per_class: int, seed: int) -> Dataset:
-    """per_class images of every class, in their original order (see per_class_pick)."""
-    index = per_class_pick(dataset, per_class, seed, "data.per_class")
-    return replace(dataset, samples=dataset.samples[index], labels=dataset.labels[index], name=f"{dataset.name} ({per_class} per class)")
-
-
-def hide_labels(dataset: Dataset, per_class: int, seed: int) -> Dataset:
-    """Every image, but only per_class of each class keep their label (picked as per_class_subset picks); the rest are UNLABELLED."""
-    index = per_class_pick(dataset, per_class, seed, "data.labels_per_class")
-    labels = torch.full_like(dataset.labels, UNLABELLED)
-    labels[index] = dataset.labels[index]
-    return replace(dataset, labels=labels, name=f"{dataset.name} ({per_class} labels per class)")
-
-
-def per_class_pick(dataset: Dataset, per_class: int, seed: int, setting: str) -> torch.Tensor:
-    """Sorted indices of per_class images of every class: the first per_class of each class's torch.randperm
-    (seeded once with seed, classes in label order), so the pick does not depend on the training seed and a
-    smaller per_class keeps a subset of a larger one's pick."""
+def class_pick(dataset: Dataset, counts: dict[int, int], seed: int, setting: str) -> torch.Tensor:
+    """Sorted indices of counts[label] images of each listed class and every image of the others: the first
+    counts[label] of each class's torch.randperm (seeded once with seed, every class in label order), so the
+    pick does not depend on the training seed, a smaller count keeps a subset of a larger one's pick, and a
+    class's pick is the same whichever other classes are cut. setting names the option in errors."""
     if dataset.labels is None:
-        raise DataError(f"{setting}={per_class} needs labels, and {dataset.name} has none; unset {setting}")
+        raise DataError(f"{setting} needs labels, and {dataset.name} has none; unset it")
+    if unknown := sorted(set(counts) - set(range(dataset.num_classes))):
+        raise DataError(f"{setting} names class {unknown[0]}, and {dataset.name} has classes 0..{dataset.num_classes - 1}")
     rng = torch.Generator().manual_seed(seed)
     labels = dataset.labels.cpu()
     picked = []
     for label in range(dataset.num_classes):
         members = torch.nonzero(labels == label).flatten()
-        if len(members) < per_class:
-            raise DataError(f"{setting}={per_class} but class {label} of {dataset.name} has only {len(members)} images; lower {setting} to {len(members)} or less")
-        picked.append(members[torch.randperm(len(members), generator=rng)[:per_class]])
+        order = torch.randperm(len(members), generator=rng)
+        count = counts.get(label, len(members))
+        if len(members) < count:
+            raise DataError(f"{setting}: class {label} of {dataset.name} has only {len(members)} images; ask {len(members)} or fewer")
+        picked.append(members[order[:count]])
     return torch.cat(picked).sort().values
+
+
+def class_subset(dataset: Dataset, counts: dict[int, int], seed: int, setting: str) -> Dataset:
+    """The images class_pick picks, in their original order."""
+    index = class_pick(dataset, counts, seed, setting)
+    cut = ", ".join(f"{label}: {count}" for label, count in sorted(counts.items()))
+    return replace(dataset, samples=dataset.samples[index], labels=dataset.labels[index], name=f"{dataset.name} (class counts {cut})")
+
+
+def per_class_subset(dataset: Dataset, per_class: int, seed: int) -> Dataset:
+    """per_class images of every class (data.per_class), picked as class_subset picks."""
+    counts = dict.fromkeys(range(dataset.num_classes or 0), per_class)
+    return replace(class_subset(dataset, counts, seed, f"data.per_class={per_class}"), name=f"{dataset.name} ({per_class} per class)")
+
+
+def hide_labels(dataset: Dataset, per_class: int, seed: int) -> Dataset:
+    """Every image, but only per_class of each class keep their label (picked as data.per_class picks); the rest are UNLABELLED."""
+    index = class_pick(dataset, dict.fromkeys(range(dataset.num_classes or 0), per_class), seed, f"data.labels_per_class={per_class}")
+    labels = torch.full_like(dataset.labels, UNLABELLED)
+    labels[index] = dataset.labels[index]
+    return replace(dataset, labels=labels, name=f"{dataset.name} ({per_class} labels per class)")
 
 
 def holdout_split(dataset: Dataset, fraction: float, split: str) -> Dataset:

@@ -16,8 +16,8 @@ Images come out uint8 (N, C, H, W); data.image_size resizes (shorter side, then 
 as data.fit says) with antialiasing and data.channels converts between grayscale and RGB. Folders
 default to 64 x 64; other image sources keep their native size. Toy data ignores both settings.
 load_dataset applies what holds for every form: data.holdout (a test split cut from the data),
-data.per_class, data.labels_per_class (training split only), data.xflip, and whether the samples
-exceed data.device_memory_mb (then they stay in host memory: Dataset.host_resident).
+data.per_class or data.class_counts, data.labels_per_class (training split only), data.xflip, and
+whether the samples exceed data.device_memory_mb (then they stay in host memory: Dataset.host_resident).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import torch
 
 from gankit.config import DataConfig, background_rgb
 from gankit.data import folder_cache
-from gankit.data.dataset import Dataset, Modes, Structure, hide_labels, holdout_split, per_class_subset
+from gankit.data.dataset import Dataset, Modes, Structure, class_subset, hide_labels, holdout_split, per_class_subset
 from gankit.data.folder import Decoding, image_paths, load_folder, load_images
 from gankit.data.idx import find_split_files, load_idx_folder
 from gankit.data.images import fit_images, to_model_range
@@ -106,7 +106,7 @@ def _toy(target: str, cfg: DataConfig, seed: int) -> Dataset:
 
 def _stacked(target: str, cfg: DataConfig, seed: int) -> Dataset:
     spec = f"stacked-mnist:{target}" if target else "stacked-mnist"
-    source = load_dataset(cfg.model_copy(update={"dataset": target or "mnist", "channels": None, "per_class": None, "labels_per_class": None, "holdout": 0.0}), seed)
+    source = load_dataset(cfg.model_copy(update={"dataset": target or "mnist", "channels": None, "per_class": None, "class_counts": None, "labels_per_class": None, "holdout": 0.0}), seed)
     if source.sample_shape[0] != 1 or source.labels is None or source.num_classes != 10:
         raise DataError(f"{spec}: the source must be labelled single-channel digits (10 classes), got {source.name}")
     stacks, labels = stack_digits(source.samples, source.labels, cfg.generated_samples, seed)
@@ -144,7 +144,7 @@ def has_test_split(spec: str) -> bool:
 
 
 def load_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
-    """Load cfg.dataset (only data.per_class images of each class when set); seed only matters for generated (toy) data."""
+    """Load cfg.dataset (cut to data.per_class or data.class_counts when set); seed only matters for generated (toy) data."""
     form, target = form_of(cfg.dataset)
     if cfg.holdout:
         if form.test_split(target):
@@ -157,6 +157,8 @@ def load_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
         raise DataError(f"data.xflip mirrors images, and {dataset.name} holds 2-D points; unset data.xflip")
     if cfg.per_class:
         dataset = per_class_subset(dataset, cfg.per_class, cfg.subset_seed)
+    if cfg.class_counts:
+        dataset = class_subset(dataset, cfg.class_counts, cfg.subset_seed, "data.class_counts")
     if cfg.labels_per_class and cfg.split == "train":
         dataset = hide_labels(dataset, cfg.labels_per_class, cfg.subset_seed)
     return replace(dataset, xflip=cfg.xflip, host_resident=dataset.samples.nbytes > _device_budget(cfg))

@@ -113,6 +113,8 @@ class Trainer:
         self.local_batch = train.batch_size // world.size
         if stab.diffaugment and dataset.structure.kind == "points":
             raise ConfigError(f"stabilizers.diffaugment transforms images, and {dataset.name} holds 2-D points; unset stabilizers.diffaugment")
+        if train.class_balance and dataset.labels is None:
+            raise ConfigError(f"train.class_balance draws batches by class, and {dataset.name} has no labels; unset train.class_balance")
         use_deterministic_algorithms(train.deterministic, device)
         torch.manual_seed(train.seed)
         self.data = dataset.to(device)
@@ -302,11 +304,12 @@ class Trainer:
             self.perturb.manual_seed(seed + 1)
 
     def _real_batch(self, batch_index: int) -> tuple[Tensor, Tensor | None]:
-        """Batch `batch_index` of the run: slice `position` of epoch `epoch`'s fixed permutation."""
+        """Batch `batch_index` of the run: slice `position` of epoch `epoch`'s fixed order (a permutation, or a class-balanced draw)."""
         epoch, position = divmod(batch_index, self.batches_per_epoch)
         if self._epoch_order is None or self._epoch_order[0] != epoch:
             order_rng = torch.Generator().manual_seed(self.config.train.seed * 1_000_003 + epoch)
-            self._epoch_order = (epoch, self.data.permutation(order_rng))
+            order = self.data.balanced_order if self.config.train.class_balance else self.data.permutation
+            self._epoch_order = (epoch, order(order_rng))
         start = position * self.config.train.batch_size + self.world.rank * self.local_batch
         samples, labels = self.data.batch(self._epoch_order[1][start : start + self.local_batch], self.device)
         return to_model_range(samples), labels if self.G.num_classes else None
