@@ -130,3 +130,12 @@ def test_cli_export_mistakes_get_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("gankit: error: ") and "neither a run folder nor a checkpoint file" in err and err.count("\n") == 1
     assert not (tmp_path / "g.onnx").exists()
+
+
+@pytest.mark.parametrize("out", [".", "folder"])
+def test_cli_export_to_a_folder_is_one_line(ema_run, tmp_path, monkeypatch, capsys, out):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder").mkdir()
+    assert main(["export", str(ema_run), "--format", "torchscript", "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder; give a file name" in err and err.count("\n") == 1

@@ -3,6 +3,7 @@ and reading weights without running code (safetensors; a pickle only when the us
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -38,6 +39,8 @@ class RunPaths:
 def atomic_write(dest: Path) -> Iterator[BinaryIO]:
     """A hidden temp file beside dest, flushed to disk and renamed over dest only when the block
     completes; an exception in the block (or a failed write) leaves dest as it was and no temp file."""
+    if not dest.name or dest.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder; give a file name", str(dest))
     dest.parent.mkdir(parents=True, exist_ok=True)
     temp = dest.with_name(f".{dest.name}.{os.getpid()}-{secrets.token_hex(4)}.part")
     try:
