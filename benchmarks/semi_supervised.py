@@ -119,7 +119,7 @@ def table(results: list[dict]) -> str:
     for dataset in dict.fromkeys(r["dataset"] for r in results):
         rows = [r for r in results if r["dataset"] == dataset]
         cells = [mean_std([100 * r[condition]["accuracy"] for r in rows]) for condition in ("supervised+aug", "semi-supervised")]
-        gain = mean_std([100 * (r["semi-supervised"]["accuracy"] - r["supervised+aug"]["accuracy"]) for r in rows])
+        gain = mean_std([100 * (r["semi-supervised"]["accuracy"] - r["supervised+aug"]["accuracy"]) for r in rows], digits=1)
         balanced = mean_std([100 * r["semi-supervised"]["balanced_accuracy"] for r in rows])
         lines.append(f"| {dataset} | {len(rows)} | {rows[0]['labelled']} | {cells[0]} | {cells[1]} | {gain} | {balanced} |")
     return "\n".join(lines)
