@@ -20,6 +20,7 @@ Both are measured on the test split: Fashion-MNIST's own 10,000 images; for MNIS
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -49,7 +50,7 @@ SHIFT = 2  # pixels of random translation in the baseline's augmentation
 
 def config_for(dataset: str, seed: int, args: argparse.Namespace) -> Config:
     preset, overrides, _ = DATASETS[dataset]
-    return load_config(preset, [*overrides, f"data.subset_seed={seed}", f"train.seed={seed}", "train.epochs=100000", *args.set])
+    return load_config(preset, [*overrides, f"data.subset_seed={seed}", f"train.seed={seed}", *args.set])
 
 
 def test_accuracy(classifier: torch.nn.Module, test: Dataset) -> dict[str, float]:
@@ -100,6 +101,7 @@ def supervised(config: Config, data: Dataset, test: Dataset, steps: int, mirror:
 def run_one(dataset: str, seed: int, args: argparse.Namespace) -> dict:
     config = config_for(dataset, seed, args)
     data = load_dataset(config.data)
+    config.train.epochs = math.ceil(args.steps / (len(data) // config.train.batch_size))  # the schedule (and any lr decay) spans --steps
     test = load_dataset(config.data.model_copy(update={"split": "test"}))
     result = {"dataset": dataset, "seed": seed, "labelled": int((data.labels != UNLABELLED).sum()), "unlabelled": len(data), "test_images": len(test)}
     started = time.process_time()
