@@ -66,6 +66,13 @@ def test_classifier_learns_from_two_labels_per_class_and_tells_real_from_fake(se
     assert last["labelled_accuracy"] > 0.9
 
 
+def test_held_out_accuracy_reads_the_whole_test_split_whatever_the_class_cut(bars, tmp_path):
+    cut = ["data.class_counts={0: 20}", "train.epochs=1"]
+    run = train("semi-mnist", tmp_path / "run", overrides=semi_overrides(bars, *cut), progress=False)
+    result = held_out_accuracy(open_checkpoint(run.run_dir, task="classify"))
+    assert result.images == 100, "the test split is a quarter of 400 images, not cut by class"
+
+
 def test_labels_per_class_hides_all_but_n_labels_per_class_and_keeps_every_image(bars):
     config = load_config(None, ["task=classify", f"data.dataset=npz:{bars}", "data.labels_per_class=3", "data.subset_seed=5"])
     data = load_dataset(config.data)

@@ -51,11 +51,12 @@ def accuracy_of(probabilities: Tensor, labels: Tensor, num_classes: int) -> Accu
 
 
 def held_out_accuracy(loaded: LoadedRun, device: str = "cpu") -> Accuracy:
-    """The run's classifier on its dataset's test split (data.split=test: a named set's own, or data.holdout's)."""
+    """The run's classifier on its dataset's whole test split (data.split=test: a named set's own, or data.holdout's),
+    however the run cut its training images by class."""
     data_config = loaded.config.data
     if not (data_config.holdout or has_test_split(data_config.dataset)):
         raise DataError(f"{data_config.dataset} has no test split to measure accuracy on; train with data.holdout=0.2 to hold one out")
-    test = load_dataset(data_config.model_copy(update={"split": "test", "per_class": None}))
+    test = load_dataset(data_config.model_copy(update={"split": "test", "per_class": None, "class_counts": None}))
     probabilities = predict(loaded.discriminator.to(device), to_model_range(test.samples))
     return accuracy_of(probabilities, test.labels, loaded.discriminator.num_classes)
 
