@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import add_gan_classifier_args, parse_gan_classifier_args, train_conditional_gan, BatchTransform, mean_std, predict, train_classifier, write_results  # noqa: E402
 
+from gankit.apps.classify import accuracy_of  # noqa: E402
 from gankit.apps.augment import synthesize_conditional  # noqa: E402
 from gankit.data import Dataset, to_model_range  # noqa: E402
 from gankit.report.plots import image_grid  # noqa: E402
@@ -88,9 +89,8 @@ def classical_augmentation(classes: list[int], shift: int) -> BatchTransform:
 
 def scores(model: nn.Module, test: Dataset, scarce: list[int]) -> dict[str, float]:
     """Balanced accuracy (mean per-class recall) on the test split and the recall of each scarce class."""
-    predicted = predict(model, test)
-    recall = [float((predicted[test.labels == label] == label).double().mean()) for label in range(test.num_classes)]
-    return {"balanced_accuracy": sum(recall) / len(recall), **{f"recall_{label}": recall[label] for label in scarce}}
+    result = accuracy_of(F.one_hot(predict(model, test), test.num_classes).float(), test.labels, test.num_classes)
+    return {"balanced_accuracy": result.balanced_accuracy, **{f"recall_{label}": result.per_class[label] for label in scarce}}
 
 
 def write_strip(real: Dataset, synthetic: Dataset, scarce: list[int], path: Path) -> None:
