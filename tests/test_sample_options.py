@@ -110,6 +110,26 @@ def test_cli_label_truncation_and_interpolation(tiny_runs, tmp_path, capsys):
     assert main(["sample", str(unconditional), "--interpolate", "4", "--out-dir", str(tmp_path / "dir")]) == 0
     assert (tmp_path / "dir" / "interpolation.png").is_file() and (tmp_path / "dir" / "interpolation.gif").is_file()
     assert Image.open(tmp_path / "dir" / "interpolation.png").size == (4 * 30 + 2, 8 * 30 + 2)  # 8 walks by default
+
+    steep = ["sample", str(conditional), "-n", "12", "--label", "1", "--npz"]  # z_dim 100: the random-direction estimate through a conv G
+    assert main([*steep, str(tmp_path / "plain.npz")]) == 0 and main([*steep, str(tmp_path / "flat.npz"), "--jacobian-truncation", "0.2"]) == 0
+    plain, flat = (load_dataset(DataConfig(dataset=f"npz:{tmp_path / name}")) for name in ("plain.npz", "flat.npz"))
+    assert flat.labels.tolist() == [1] * 12 and not torch.equal(plain.samples, flat.samples)
+    capsys.readouterr()
+
+
+def test_eval_uses_the_runs_sampling_settings_unless_told_otherwise(tiny_runs, tmp_path, capsys):
+    import json
+
+    run = tmp_path / "run"
+    data = f"data.dataset=npz:{tiny_runs[1].parent / 'tiny.npz'}"
+    train = ["train", "--config", "dcgan-fashion", "--out", str(run), "--max-steps", "2", data, "train.batch_size=16", "model.width=8"]
+    assert main([*train, "sampling.jacobian_truncation=0.1"]) == 0
+    assert main(["eval", str(run), "-n", "200", "--out", str(tmp_path / "saved.json")]) == 0  # pixel metrics: no evaluator fits random images
+    assert main(["eval", str(run), "-n", "200", "--jacobian-truncation", "0", "--out", str(tmp_path / "off.json")]) == 0
+    saved, off = (json.loads((tmp_path / name).read_text()) for name in ("saved.json", "off.json"))
+    assert saved["sampling"]["jacobian_truncation"] == 0.1 and off["sampling"]["jacobian_truncation"] == 0.0
+    assert saved["metrics"]["pixel_nn_distance_ratio"] != off["metrics"]["pixel_nn_distance_ratio"]  # other samples were scored
     capsys.readouterr()
 
 
@@ -120,6 +140,8 @@ def test_cli_label_truncation_and_interpolation(tiny_runs, tmp_path, capsys):
         (["--truncation", "-1", "--grid", "g.png"], "truncation must be positive"),
         (["--interpolate", "3", "--npz", "x.npz"], "drop --npz"),
         (["--interpolate", "1", "--grid", "g.png"], "at least 2 steps"),
+        (["--jacobian-truncation", "0.5", "--grid", "g.png"], "fraction of z dropped, in [0, 0.5)"),
+        (["--interpolate", "3", "--jacobian-truncation", "0.1", "--grid", "g.png"], "interpolation walks through every latent"),
     ],
 )
 def test_cli_mistakes_get_one_line(tiny_runs, tmp_path, monkeypatch, capsys, extra, message):
@@ -127,3 +149,59 @@ def test_cli_mistakes_get_one_line(tiny_runs, tmp_path, monkeypatch, capsys, ext
     assert main(["sample", str(tiny_runs[1]), *extra]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+class Step(torch.nn.Module):
+    """x = (tanh(30 z_0) + label, 0): two modes at -1 and +1 joined by a steep ramp where z_0 is near 0."""
+
+    num_classes = None
+
+    def __init__(self, z_dim, num_classes=None):
+        super().__init__()
+        self.z_dim, self.num_classes = z_dim, num_classes
+        self.anchor = torch.nn.Parameter(torch.zeros(()))  # so the sampler finds the device
+
+    def forward(self, z, labels=None):
+        first = torch.tanh(30 * z[:, :1]) + self.anchor
+        if labels is not None:
+            first = first + 10 * labels.view(-1, 1)
+        return torch.cat([first, torch.zeros_like(first)], 1)
+
+
+@pytest.mark.parametrize("z_dim", [1, 16])  # the exact norm from the basis, and the random-direction estimate
+def test_jacobian_truncation_drops_the_samples_between_modes(z_dim):
+    between = lambda samples: samples[:, 0].abs() < 0.9  # noqa: E731
+    plain, _ = sample(Step(z_dim), 4000, seed=1)
+    assert 0.02 < between(plain).float().mean() < 0.06  # |z_0| < atanh(0.9) / 30 for about 4% of z
+    kept, _ = sample(Step(z_dim), 4000, seed=1, jacobian_truncation=0.1)
+    assert not between(kept).any()
+    assert 0.4 < (kept[:, 0] > 0).float().mean() < 0.6  # both modes stay, in their proportions
+
+
+def test_jacobian_truncation_keeps_each_samples_label_and_refuses_bad_fractions():
+    generator = Step(1, num_classes=3)
+    labels = torch.tensor([0, 1, 2] * 200)
+    kept, returned = sample(generator, 600, seed=0, labels=labels, jacobian_truncation=0.2)
+    assert torch.equal(returned, labels)
+    assert torch.equal(kept[:, 0].round().div(10).round().long(), labels)  # each sample drawn for its own class
+    assert (kept[:, 0] - 10 * labels).abs().min() > 0.9
+    for fraction in (-0.1, 0.5):
+        with pytest.raises(GankitError, match=r"fraction of z dropped, in \[0, 0.5\)"):
+            sample(generator, 10, jacobian_truncation=fraction)
+
+
+def test_jacobian_norm_is_the_frobenius_norm_of_dg_dz():
+    from gankit.models.sampling import jacobian_norms
+
+    class Linear(torch.nn.Module):
+        z_dim, num_classes = 3, None
+
+        def __init__(self):
+            super().__init__()
+            self.matrix = torch.nn.Parameter(torch.tensor([[1.0, 2.0, 0.0], [0.0, -2.0, 4.0]]))
+
+        def forward(self, z, labels=None):
+            return z @ self.matrix.T
+
+    norms = jacobian_norms(Linear(), torch.randn(5, 3), None, torch.Generator())
+    assert torch.allclose(norms, torch.full((5,), 5.0))  # sqrt(1 + 4 + 4 + 16)

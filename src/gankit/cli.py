@@ -7,8 +7,12 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gankit.errors import GankitError, TrainingInterrupted
+
+if TYPE_CHECKING:
+    from gankit.config import Config, SamplingConfig
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -40,11 +44,12 @@ def _sample(args: argparse.Namespace) -> None:
     loaded = open_checkpoint(args.run_dir, args.checkpoint, device=args.device, trust=args.trust)
     generator = loaded.generator
     if args.interpolate:
-        _sample_interpolation(args, generator)
+        _sample_interpolation(args, generator, _sampling(args, loaded.config).truncation)
         return
     n = args.n or 64
     check_memory(n, loaded.state["sample_shape"])
-    samples, labels = sample(generator, n, seed=args.seed, labels=class_labels(generator, n, args.label), truncation=args.truncation)
+    settings = _sampling(args, loaded.config)
+    samples, labels = sample(generator, n, seed=args.seed, labels=class_labels(generator, n, args.label), **settings.model_dump())
     if args.grid:
         print(f"grid of {len(samples)}: {write_grid(samples, Path(args.grid))}")
     if args.out_dir:
@@ -53,13 +58,15 @@ def _sample(args: argparse.Namespace) -> None:
         print(f"{len(samples)} samples: {write_npz(samples, labels, Path(args.npz))}")
 
 
-def _sample_interpolation(args: argparse.Namespace, generator) -> None:
+def _sample_interpolation(args: argparse.Namespace, generator, truncation: float | None) -> None:
     from gankit.apps.sample import interpolation, interpolation_paths, write_gif, write_strip
 
     if args.npz:
         raise GankitError("--interpolate writes a PNG strip and a GIF; drop --npz and give --grid FILE.png or --out-dir DIR")
+    if args.jacobian_truncation:
+        raise GankitError("--jacobian-truncation drops latents, and an interpolation walks through every latent between its ends; drop it")
     strip, gif = interpolation_paths(args.grid, args.out_dir)
-    frames = interpolation(generator, args.n or 8, args.interpolate, seed=args.seed, label=args.label, truncation=args.truncation)
+    frames = interpolation(generator, args.n or 8, args.interpolate, seed=args.seed, label=args.label, truncation=truncation)
     print(f"{len(frames)} walks of {args.interpolate} steps: {write_strip(frames, strip)} and {write_gif(frames, gif)}")
 
 
@@ -86,7 +93,9 @@ def _eval(args: argparse.Namespace) -> None:
         result = held_out_accuracy(loaded).as_dict()
     else:
         loaded = open_checkpoint(args.run_dir, args.checkpoint, trust=args.trust)  # refuses a restorer in one line
+        loaded.config.sampling = _sampling(args, loaded.config)
         result = RunEvaluator(loaded.config, args.evaluator, trust=args.trust)(loaded.generator, num_samples=args.n, seed=args.seed)
+        result["sampling"] = loaded.config.sampling.model_dump()
     result |= {"checkpoint": str(loaded.path), "step": loaded.state["step"]}
     out = Path(args.out) if args.out else (Path(args.run_dir) if Path(args.run_dir).is_dir() else Path(".")) / "eval.json"
     write_atomically(out, (json.dumps(result, indent=2) + "\n").encode())
@@ -197,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--device", default="cpu")
     sample.add_argument("--trust", action="store_true", help="allow a pickled --checkpoint (.pt) you made yourself; read with torch.load(weights_only=True)")
     sample.add_argument("--label", type=int, help="class-conditional runs: draw only this class (default: cycle through the classes)")
-    sample.add_argument("--truncation", type=float, help="redraw z entries beyond +-T (e.g. 0.7): more typical, less varied samples")
+    _add_sampling_args(sample)
     sample.add_argument("--interpolate", type=_positive_int, metavar="STEPS",
                         help="write -n walks of STEPS steps between random z pairs: a strip to --grid FILE.png and FILE.gif, or DIR/interpolation.png and .gif for --out-dir DIR")
     sample.set_defaults(handler=_sample)
@@ -212,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: eval.evaluator, else the shipped one for the dataset, else pixel metrics only)",
     )
     evaluate.add_argument("--seed", type=_seed, default=0)
+    _add_sampling_args(evaluate)
     evaluate.add_argument("--trust", action="store_true", help="allow a pickled --checkpoint (.pt) you made yourself, or inception:FILE.pth; read with torch.load(weights_only=True)")
     evaluate.add_argument("--out", help="where to write the JSON (default RUN_DIR/eval.json)")
     evaluate.set_defaults(handler=_eval)
@@ -297,6 +307,20 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--trust", action="store_true", help="allow a pickled --checkpoint (.pt) you made yourself; read with torch.load(weights_only=True)")
     restore.set_defaults(handler=_restore)
     return parser
+
+
+def _sampling(args: argparse.Namespace, config: Config) -> SamplingConfig:
+    """The run's sampling settings (config.sampling), with --truncation and --jacobian-truncation where given."""
+    given = {key: getattr(args, key) for key in ("truncation", "jacobian_truncation") if getattr(args, key) is not None}
+    return config.sampling.model_copy(update=given)
+
+
+def _add_sampling_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--truncation", type=float, help="redraw z entries beyond +-T (e.g. 0.7): more typical, less varied samples (default: the run's sampling.truncation)")
+    parser.add_argument(
+        "--jacobian-truncation", type=float, metavar="FRACTION",
+        help="drop this fraction of z where G is steepest, the off-mode samples between modes (e.g. 0.05; 0: off; default: the run's sampling.jacobian_truncation)",
+    )  # fmt: skip
 
 
 def _positive_int(text: str) -> int:

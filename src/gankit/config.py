@@ -212,6 +212,15 @@ class EvalConfig(_Section):
     best_metric: MetricName | None = Field(None, description="keep checkpoints/best.safetensors by this metric (needs every_epochs > 0)")
 
 
+class SamplingConfig(_Section):
+    """How gankit sample and gankit eval (and evaluations during training) draw from G (models/sampling.py)."""
+
+    truncation: float | None = Field(None, gt=0, description="redraw z entries beyond +-T (the BigGAN trick): more typical, less varied samples; None: plain normal z")
+    jacobian_truncation: float = Field(
+        0.0, ge=0, lt=0.5, description="drop this fraction of z with the steepest G (largest ||dG/dz||): the off-mode samples between modes (Tanielian et al. 2020); 0: off"
+    )
+
+
 class WatchdogConfig(_Section):
     every_epochs: int = Field(0, ge=0, description="check for mode collapse every this many epochs (0: never); warnings go to stderr and metrics.jsonl")
     min_coverage: float = Field(0.5, ge=0, le=1, description="warn when fewer than this fraction of the modes (toys) or classes (images) is covered")
@@ -282,6 +291,7 @@ class Config(_Section):
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    sampling: SamplingConfig = SamplingConfig()
     watchdog: WatchdogConfig = WatchdogConfig()
     task: TaskName = Field(
         "generate",

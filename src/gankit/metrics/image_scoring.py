@@ -59,7 +59,7 @@ class ImageScorer:
         self._prepare_real(data)
 
     def __call__(self, generator: nn.Module, num_samples: int | None, seed: int) -> tuple[dict[str, Any], int]:
-        fakes, _ = sample(generator, num_samples or self.config.eval.num_samples, seed=seed)
+        fakes, _ = sample(generator, num_samples or self.config.eval.num_samples, seed=seed, **self.config.sampling.model_dump())
         if tuple(fakes.shape[1:]) != self.sample_shape:
             raise GankitError(f"this generator makes {shape_text(fakes.shape[1:])} images but its data has {shape_text(self.sample_shape)}; evaluate it with the config it was trained with")
         if self.feature_net is None:

@@ -34,6 +34,7 @@ class PointsScorer:
     def __init__(self, config: Config, structure: Structure, choice: str | None, trust: bool, say: Callable[[str], None]):
         refuse_inception(choice, "2-D toys are scored against their known modes")
         self.modes = structure.modes
+        self.sampling = config.sampling.model_dump()
         self.about: dict[str, Any] = {
             "feature_extractor": "none (2-D points against the mixture's known modes)",
             "weights_sha256": "none",
@@ -42,7 +43,7 @@ class PointsScorer:
         }
 
     def __call__(self, generator: nn.Module, num_samples: int | None, seed: int) -> tuple[dict[str, Any], int]:
-        fakes, _ = sample(generator, POINTS_EVALUATION_SIZE, seed=seed)
+        fakes, _ = sample(generator, POINTS_EVALUATION_SIZE, seed=seed, **self.sampling)
         return toy_metrics(fakes, self.modes.centers, self.modes.std), len(fakes)
 
 
@@ -51,6 +52,7 @@ class StackedScorer:
 
     def __init__(self, config: Config, structure: Structure, choice: str | None, trust: bool, say: Callable[[str], None]):
         refuse_inception(choice, "Stacked MNIST is scored by counting digit triples with the MNIST classifier")
+        self.sampling = config.sampling.model_dump()
         self.evaluator, info = load_evaluator(structure.family)
         self.about = {
             "feature_extractor": f"gankit evaluator '{info.name}' ({self.evaluator.num_features} penultimate features)",
@@ -61,7 +63,7 @@ class StackedScorer:
         }
 
     def __call__(self, generator: nn.Module, num_samples: int | None, seed: int) -> tuple[dict[str, Any], int]:
-        fakes, _ = sample(generator, STACKED_SAMPLES, seed=seed)
+        fakes, _ = sample(generator, STACKED_SAMPLES, seed=seed, **self.sampling)
         return stacked_mnist_modes(fakes, self.evaluator), len(fakes)
 
 

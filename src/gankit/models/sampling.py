@@ -3,6 +3,12 @@
 Truncation (the BigGAN trick): every z entry whose magnitude exceeds the threshold is drawn
 again until none does, trading variety for typical-looking samples. Without it, z is the plain
 standard normal the generator was trained on.
+
+Jacobian truncation (Tanielian et al. 2020, "Learning disconnected manifolds: a no GAN's land"): a
+continuous G maps the connected z space onto separate modes only by stretching the z regions between
+them, and those regions are where ||dG/dz|| is largest. Dropping the fraction q of z with the largest
+Jacobian norm removes the off-mode samples between modes. The threshold is the (1 - q) quantile of the
+norm over CALIBRATION_LATENTS draws; each z above it is drawn again (with its label) until none is.
 """
 
 from __future__ import annotations
@@ -16,6 +22,9 @@ from torch import Tensor, nn
 from gankit.errors import GankitError
 
 SAMPLE_BATCH = 500
+CALIBRATION_LATENTS = 2000
+JACOBIAN_PROBES = 8  # z_dim up to this: the exact Frobenius norm from the basis directions; above: this many random ones
+MAX_REDRAWS = 100
 
 
 @contextmanager
@@ -65,6 +74,7 @@ def sample(
     seed: int = 0,
     labels: Tensor | None = None,
     truncation: float | None = None,
+    jacobian_truncation: float = 0.0,
     batch_size: int = SAMPLE_BATCH,
 ) -> tuple[Tensor, Tensor | None]:
     """n samples on the CPU in G's output range, and their labels (cycled through the classes
@@ -73,20 +83,72 @@ def sample(
         raise GankitError(f"number of samples must be positive, got {n}")
     rng = torch.Generator(device_of(generator)).manual_seed(seed)
     labels = class_labels(generator, n) if labels is None else labels
-    return draw(generator, n, rng, labels, truncation, batch_size), labels
+    return draw(generator, n, rng, labels, truncation, batch_size, jacobian_truncation), labels
 
 
-@torch.no_grad()
 def draw(
-    generator: nn.Module, n: int, rng: torch.Generator, labels: Tensor | None = None, truncation: float | None = None, batch_size: int = SAMPLE_BATCH
+    generator: nn.Module,
+    n: int,
+    rng: torch.Generator,
+    labels: Tensor | None = None,
+    truncation: float | None = None,
+    batch_size: int = SAMPLE_BATCH,
+    jacobian_truncation: float = 0.0,
 ) -> Tensor:
     """n samples from noise drawn batch by batch from rng (so a caller can keep drawing from one stream)."""
+    if not 0 <= jacobian_truncation < 0.5:
+        raise GankitError(f"jacobian truncation is the fraction of z dropped, in [0, 0.5) (e.g. 0.05), got {jacobian_truncation}")
+    threshold = _jacobian_threshold(generator, rng, truncation, jacobian_truncation) if jacobian_truncation else None
     chunks = []
     for start in range(0, n, batch_size):
         count = min(batch_size, n - start)
+        chunk_labels = None if labels is None else labels[start : start + count]
         z = latents(count, generator.z_dim, rng, truncation)
-        chunks.append(render(generator, z, None if labels is None else labels[start : start + count]))
+        if threshold is not None:
+            z = _redraw_steep(generator, z, chunk_labels, rng, truncation, threshold)
+        chunks.append(render(generator, z, chunk_labels))
     return torch.cat(chunks)
+
+
+def jacobian_norms(generator: nn.Module, z: Tensor, labels: Tensor | None, rng: torch.Generator) -> Tensor:
+    """(N,) Frobenius norm of dG/dz at each z, by forward-mode derivatives along directions v:
+    sum over the basis (exact) when z_dim <= JACOBIAN_PROBES, else the mean of ||J v||^2 over that many
+    standard normal v (an unbiased estimate of ||J||_F^2)."""
+    device = device_of(generator)
+    z = z.to(device)
+    labels = None if labels is None else labels.to(device)
+    dim = z.shape[1]
+    if dim <= JACOBIAN_PROBES:
+        directions, scale = torch.eye(dim, device=device), 1.0
+    else:
+        directions, scale = torch.randn(JACOBIAN_PROBES, dim, device=rng.device, generator=rng).to(device), 1.0 / JACOBIAN_PROBES
+    squared = torch.zeros(len(z), device=device)
+    with eval_mode(generator):
+        for direction in directions:
+            _, tangent = torch.func.jvp(lambda latent: generator(latent, labels), (z,), (direction.expand_as(z),))
+            squared += tangent.detach().flatten(1).pow(2).sum(1)
+    return (squared * scale).sqrt().cpu()
+
+
+def _jacobian_threshold(generator: nn.Module, rng: torch.Generator, truncation: float | None, fraction: float) -> float:
+    z = latents(CALIBRATION_LATENTS, generator.z_dim, rng, truncation)
+    norms = torch.cat([
+        jacobian_norms(generator, z[start : start + SAMPLE_BATCH], cycled_labels(min(SAMPLE_BATCH, CALIBRATION_LATENTS - start), generator.num_classes), rng)
+        for start in range(0, CALIBRATION_LATENTS, SAMPLE_BATCH)
+    ])
+    return float(torch.quantile(norms.double(), 1 - fraction))
+
+
+def _redraw_steep(generator: nn.Module, z: Tensor, labels: Tensor | None, rng: torch.Generator, truncation: float | None, threshold: float) -> Tensor:
+    """z with every entry whose Jacobian norm exceeds threshold drawn again (keeping its label) until none does."""
+    steep = torch.arange(len(z))
+    for _ in range(MAX_REDRAWS):
+        norms = jacobian_norms(generator, z[steep], None if labels is None else labels[steep], rng)
+        steep = steep[norms > threshold]
+        if len(steep) == 0:
+            return z
+        z[steep] = latents(len(steep), generator.z_dim, rng, truncation).to(z.device)
+    raise GankitError(f"jacobian truncation: {len(steep)} latents still above the threshold after {MAX_REDRAWS} redraws; use a smaller fraction")
 
 
 @torch.no_grad()
