@@ -95,7 +95,6 @@ def _eval(args: argparse.Namespace) -> None:
         loaded = open_checkpoint(args.run_dir, args.checkpoint, trust=args.trust)  # refuses a restorer in one line
         loaded.config.sampling = _sampling(args, loaded.config)
         result = RunEvaluator(loaded.config, args.evaluator, trust=args.trust)(loaded.generator, num_samples=args.n, seed=args.seed)
-        result["sampling"] = loaded.config.sampling.model_dump()
     result |= {"checkpoint": str(loaded.path), "step": loaded.state["step"]}
     out = Path(args.out) if args.out else (Path(args.run_dir) if Path(args.run_dir).is_dir() else Path(".")) / "eval.json"
     write_atomically(out, (json.dumps(result, indent=2) + "\n").encode())

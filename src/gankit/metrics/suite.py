@@ -79,12 +79,16 @@ class RunEvaluator:
     def __init__(self, config: Config, evaluator: str | None = None, *, trust: bool = False, say: Callable[[str], None] = print):
         structure = describe(config.data.dataset)
         self.scorer = SCORERS[structure.kind](config, structure, evaluator or config.eval.evaluator, trust, say)
+        self.sampling = config.sampling.model_dump()
 
     def __call__(self, generator: nn.Module, *, num_samples: int | None = None, seed: int = 0) -> dict[str, Any]:
         """{"metrics": {...}, plus what they were computed with: extractor, hashes, counts, seconds}."""
         start = time.perf_counter()
         metrics, count = self.scorer(generator, num_samples, seed)
-        return {"metrics": metrics, **self.scorer.about, "num_generated": count, "sample_seed": seed, "seconds": round(time.perf_counter() - start, 2)}
+        return {
+            "metrics": metrics, **self.scorer.about, "num_generated": count, "sample_seed": seed, "sampling": self.sampling,
+            "seconds": round(time.perf_counter() - start, 2),
+        }  # fmt: skip
 
 
 def format_table(result: dict[str, Any]) -> str:
