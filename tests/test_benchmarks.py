@@ -2,7 +2,8 @@
 Trainer's step (one step from the same weights, real batch and z leaves G and D with the Trainer's
 weights; benchmarks/ablation.py), the emoji benchmark's 10% subset is stratified, the imbalanced
 benchmark's oversampling, classical augmentation and scores do what its table says, and the semi-supervised
-benchmark's baseline augmentation shifts and mirrors as documented."""
+benchmark's baseline augmentation shifts and mirrors as documented, and the Jacobian-truncation benchmark
+scores one generator under each fraction."""
 
 import sys
 
@@ -94,3 +95,15 @@ def test_imbalanced_oversampling_augmentation_and_scores():
     always_zero = torch.nn.Module()
     always_zero.forward = lambda images: torch.tensor([[1.0, 0.0]]).expand(len(images), 2)
     assert imbalanced.scores(always_zero, data, [1]) == {"balanced_accuracy": 0.5, "recall_1": 0.0}
+
+
+def test_jacobian_truncation_benchmark_scores_one_generator_under_each_fraction(tmp_path):
+    jacobian = pytest.importorskip("jacobian_truncation")
+    from gankit.training.run import train
+
+    toy = ["data.dataset=toy:ring8", "data.generated_samples=512", "model.name=mlp-toy", "model.z_dim=2", "model.width=32", "train.batch_size=32", "train.epochs=2"]
+    run = train(None, tmp_path / "run", overrides=toy, progress=False).run_dir
+    results = [jacobian.score(run, fraction) for fraction in (0.0, 0.2)]
+    assert [r["jacobian_truncation"] for r in results] == [0.0, 0.2]  # as the evaluator reports what it drew with
+    assert results[0]["step"] == results[1]["step"] and "high_quality_fraction" in results[0]
+    assert "| 0.2 | 1 |" in jacobian.table(results, ["high_quality_fraction"])
