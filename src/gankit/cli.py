@@ -43,12 +43,12 @@ def _sample(args: argparse.Namespace) -> None:
     check_output_paths(args.grid, args.out_dir, args.npz)
     loaded = open_checkpoint(args.run_dir, args.checkpoint, device=args.device, trust=args.trust)
     generator = loaded.generator
+    settings = _sampling(args, loaded.config)
     if args.interpolate:
-        _sample_interpolation(args, generator, _sampling(args, loaded.config).truncation)
+        _sample_interpolation(args, generator, settings.truncation)
         return
     n = args.n or 64
     check_memory(n, loaded.state["sample_shape"])
-    settings = _sampling(args, loaded.config)
     samples, labels = sample(generator, n, seed=args.seed, labels=class_labels(generator, n, args.label), **settings.model_dump())
     if args.grid:
         print(f"grid of {len(samples)}: {write_grid(samples, Path(args.grid))}")
