@@ -85,6 +85,42 @@ def test_unconditional_keeps_only_confident_samples():
     assert (evaluator(torch.from_numpy(stricter.images)).softmax(1).max(1).values >= 0.999).all()
 
 
+class StepShadeGenerator(ShadeGenerator):
+    """Shades near -0.6 and +0.6, joined by a steep ramp where z[0] is near 0: the samples between two modes."""
+
+    def forward(self, z, labels=None):
+        return super().forward(30 * z) * 0.6
+
+
+def test_unconditional_jacobian_truncation_drops_the_shades_between_modes():
+    evaluator = ShadeEvaluator(centres=(-0.6, 0.6))
+    shades = lambda data: to_model_range(torch.from_numpy(data.images)).mean((1, 2, 3))  # noqa: E731
+    plain = synthesize_by_evaluator(StepShadeGenerator(), evaluator, 300, min_confidence=0.5, seed=0)
+    assert (shades(plain).abs() < 0.5).any()  # a few land on the ramp, and the evaluator still names a class
+    kept = synthesize_by_evaluator(StepShadeGenerator(), evaluator, 300, min_confidence=0.5, seed=0, jacobian_truncation=0.1)
+    assert (shades(kept).abs() > 0.5).all() and kept.counts() == {0: 300, 1: 300}
+
+
+def test_cli_augment_follows_the_runs_sampling_unless_told_otherwise(tiny_runs, tmp_path, capsys):
+    steep = tmp_path / "steep"  # a conditional run saved with jacobian truncation on
+    train = ["train", "--config", "cdcgan-fashion", "--out", str(steep), "--max-steps", "2", "model.width=8", "train.batch_size=16"]
+    assert main([*train, f"data.dataset=npz:{tiny_runs[0].parent / 'tiny.npz'}", "sampling.jacobian_truncation=0.2"]) == 0
+
+    def augmented(run, *extra):
+        out = tmp_path / f"{run.name}{''.join(extra)}.npz"
+        assert main(["augment", str(run), "--per-class", "4", "--out", str(out), *extra]) == 0
+        return load_dataset(DataConfig(dataset=f"npz:{out}"))
+
+    saved, switched_off = augmented(steep), augmented(steep, "--jacobian-truncation", "0")
+    assert torch.equal(saved.labels, switched_off.labels) and not torch.equal(saved.samples, switched_off.samples)
+    plain, switched_on = augmented(tiny_runs[0]), augmented(tiny_runs[0], "--jacobian-truncation", "0.2")
+    assert torch.equal(plain.labels, switched_on.labels) and not torch.equal(plain.samples, switched_on.samples)
+    capsys.readouterr()
+    assert main(["augment", str(steep), "--per-class", "4", "--out", str(tmp_path / "bad.npz"), "--jacobian-truncation", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "fraction of z dropped" in err and err.count("\n") == 1 and not (tmp_path / "bad.npz").exists()
+
+
 def test_a_class_that_cannot_be_filled_is_reported_with_counts():
     evaluator = ShadeEvaluator(centres=(-0.6, 0.0, 5.0))  # class 2 lies outside tanh's range
     with pytest.raises(GankitError, match=r"after 3000 samples .*class 2: 0\);") as caught:

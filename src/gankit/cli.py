@@ -75,7 +75,7 @@ def _augment(args: argparse.Namespace) -> None:
 
     data = augment(
         args.run_dir, args.per_class, args.out, classes=args.classes, checkpoint=args.checkpoint, evaluator=args.evaluator, min_confidence=args.min_confidence,
-        max_draws=args.max_draws, seed=args.seed, truncation=args.truncation, device=args.device, trust=args.trust,
+        max_draws=args.max_draws, seed=args.seed, truncation=args.truncation, jacobian_truncation=args.jacobian_truncation, device=args.device, trust=args.trust,
     )
     counts = ", ".join(f"{label}: {count}" for label, count in data.counts().items())
     print(f"{len(data.labels)} labelled images ({data.drawn} drawn) in {args.out}; per class {counts}")
@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     augment.add_argument("--evaluator", help="unconditional runs: the classifier that labels samples (fashion-mnist, mnist or a .safetensors path; default by dataset)")
     augment.add_argument("--min-confidence", type=float, default=0.9, help="unconditional runs: keep samples the evaluator labels with at least this softmax probability (default 0.9)")
     augment.add_argument("--max-draws", type=_positive_int, help="unconditional runs: give up after this many samples (default 20 x the images asked for)")
-    augment.add_argument("--truncation", type=float, help="redraw z entries beyond +-T (see gankit sample)")
+    _add_sampling_args(augment)
     augment.add_argument("--seed", type=_seed, default=0)
     augment.add_argument("--checkpoint", default="last", help="last (default), best, or a checkpoint path")
     augment.add_argument("--device", default="cpu")
@@ -310,8 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _sampling(args: argparse.Namespace, config: Config) -> SamplingConfig:
     """The run's sampling settings (config.sampling), with --truncation and --jacobian-truncation where given."""
-    given = {key: getattr(args, key) for key in ("truncation", "jacobian_truncation") if getattr(args, key) is not None}
-    return config.sampling.model_copy(update=given)
+    return config.sampling.overridden(args.truncation, args.jacobian_truncation)
 
 
 def _add_sampling_args(parser: argparse.ArgumentParser) -> None:

@@ -220,6 +220,11 @@ class SamplingConfig(_Section):
         0.0, ge=0, lt=0.5, description="drop this fraction of z with the steepest G (largest ||dG/dz||): the off-mode samples between modes (Tanielian et al. 2020); 0: off"
     )
 
+    def overridden(self, truncation: float | None = None, jacobian_truncation: float | None = None) -> SamplingConfig:
+        """These settings with the given ones (a command line's) in place; None keeps the run's. models/sampling.py checks the values."""
+        given = {"truncation": truncation, "jacobian_truncation": jacobian_truncation}
+        return self.model_copy(update={key: value for key, value in given.items() if value is not None})
+
 
 class WatchdogConfig(_Section):
     every_epochs: int = Field(0, ge=0, description="check for mode collapse every this many epochs (0: never); warnings go to stderr and metrics.jsonl")

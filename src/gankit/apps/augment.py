@@ -27,7 +27,7 @@ from gankit.data.images import to_uint8_images
 from gankit.data.npz import save_npz
 from gankit.errors import GankitError
 from gankit.metrics.evaluator import evaluator_for_dataset, load_evaluator
-from gankit.models.sampling import class_labels, draw, sample
+from gankit.models.sampling import class_labels, draw, jacobian_threshold, sample
 from gankit.runs import open_checkpoint
 
 DEFAULT_MIN_CONFIDENCE = 0.9
@@ -60,11 +60,13 @@ def augment(
     max_draws: int | None = None,
     seed: int = 0,
     truncation: float | None = None,
+    jacobian_truncation: float | None = None,
     device: str = "cpu",
     trust: bool = False,
 ) -> Synthetic:
     """per_class labelled samples of every class (or of `classes` only: fill the scarce ones) from a run's
-    generator, written to out (FILE.npz or DIR).
+    generator, written to out (FILE.npz or DIR), drawn with the run's sampling settings (truncation and
+    jacobian_truncation override them where given), as `gankit sample` draws.
 
     evaluator (a shipped name or a .safetensors path; default: the one for the run's dataset)
     labels an unconditional generator's samples; a conditional one needs none.
@@ -73,10 +75,11 @@ def augment(
         raise GankitError(f"--per-class must be positive, got {per_class}")
     loaded = open_checkpoint(run_or_checkpoint, checkpoint, device=device, trust=trust)
     generator = loaded.generator
+    settings = loaded.config.sampling.overridden(truncation, jacobian_truncation).model_dump()
     if generator.num_classes:
         if evaluator:
             raise GankitError("this generator is class-conditional and labels its own samples; drop --evaluator")
-        data = synthesize_conditional(generator, per_class, classes=classes, seed=seed, truncation=truncation)
+        data = synthesize_conditional(generator, per_class, classes=classes, seed=seed, **settings)
     else:
         name = evaluator or evaluator_for_dataset(loaded.config.data.dataset)
         if name is None:
@@ -86,20 +89,26 @@ def augment(
             )
         classifier, _ = load_evaluator(name, device)
         data = synthesize_by_evaluator(
-            generator, classifier, per_class, classes=classes, min_confidence=min_confidence, max_draws=max_draws, seed=seed, truncation=truncation
+            generator, classifier, per_class, classes=classes, min_confidence=min_confidence, max_draws=max_draws, seed=seed, **settings
         )
     write_synthetic(data, Path(out))
     return data
 
 
 def synthesize_conditional(
-    generator: nn.Module, per_class: int, *, classes: list[int] | None = None, seed: int = 0, truncation: float | None = None
+    generator: nn.Module,
+    per_class: int,
+    *,
+    classes: list[int] | None = None,
+    seed: int = 0,
+    truncation: float | None = None,
+    jacobian_truncation: float = 0.0,
 ) -> Synthetic:
     """per_class samples of every class of a class-conditional generator, or of `classes` only."""
     if not generator.num_classes:
         raise GankitError("this generator is unconditional; label its samples with an evaluator (synthesize_by_evaluator)")
     labels = torch.tensor(_chosen_classes(classes, generator.num_classes)).repeat_interleave(per_class)
-    images, _ = sample(generator, len(labels), seed=seed, labels=labels, truncation=truncation)
+    images, _ = sample(generator, len(labels), seed=seed, labels=labels, truncation=truncation, jacobian_truncation=jacobian_truncation)
     return Synthetic(_uint8(images).numpy(), labels.numpy(), len(labels))
 
 
@@ -114,6 +123,7 @@ def synthesize_by_evaluator(
     max_draws: int | None = None,
     seed: int = 0,
     truncation: float | None = None,
+    jacobian_truncation: float = 0.0,
 ) -> Synthetic:
     """per_class samples of each of evaluator.num_classes classes (or of `classes` only), labelled by the
     evaluator's arg-max where its softmax probability is at least min_confidence; the rest are thrown away.
@@ -134,10 +144,11 @@ def synthesize_by_evaluator(
     evaluator.eval()
     kept: list[list[Tensor]] = [[] for _ in range(num_classes)]
     counts, drawn = torch.zeros(num_classes, dtype=torch.long), 0
+    threshold = jacobian_threshold(generator, rng, truncation, jacobian_truncation)
     try:
         while drawn < max_draws and bool((counts < wanted).any()):
             batch = min(DRAW_BATCH, max_draws - drawn)
-            images = _uint8(draw(generator, batch, rng, class_labels(generator, batch), truncation))
+            images = _uint8(draw(generator, batch, rng, class_labels(generator, batch), truncation, threshold=threshold))
             drawn += batch
             confidence, predicted = evaluator(images.to(device)).softmax(1).max(1)  # judged as written: quantized
             confident, predicted = (confidence >= min_confidence).cpu(), predicted.cpu()

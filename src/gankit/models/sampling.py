@@ -83,7 +83,8 @@ def sample(
         raise GankitError(f"number of samples must be positive, got {n}")
     rng = torch.Generator(device_of(generator)).manual_seed(seed)
     labels = class_labels(generator, n) if labels is None else labels
-    return draw(generator, n, rng, labels, truncation, batch_size, jacobian_truncation), labels
+    threshold = jacobian_threshold(generator, rng, truncation, jacobian_truncation)
+    return draw(generator, n, rng, labels, truncation, batch_size, threshold), labels
 
 
 def draw(
@@ -93,12 +94,10 @@ def draw(
     labels: Tensor | None = None,
     truncation: float | None = None,
     batch_size: int = SAMPLE_BATCH,
-    jacobian_truncation: float = 0.0,
+    threshold: float | None = None,
 ) -> Tensor:
-    """n samples from noise drawn batch by batch from rng (so a caller can keep drawing from one stream)."""
-    if not 0 <= jacobian_truncation < 0.5:
-        raise GankitError(f"jacobian truncation is the fraction of z dropped, in [0, 0.5) (e.g. 0.05), got {jacobian_truncation}")
-    threshold = _jacobian_threshold(generator, rng, truncation, jacobian_truncation) if jacobian_truncation else None
+    """n samples from noise drawn batch by batch from rng (so a caller can keep drawing from one stream);
+    with a threshold (from jacobian_threshold), every z where G's Jacobian norm exceeds it is drawn again."""
     chunks = []
     for start in range(0, n, batch_size):
         count = min(batch_size, n - start)
@@ -123,14 +122,20 @@ def jacobian_norms(generator: nn.Module, z: Tensor, labels: Tensor | None, rng: 
     else:
         directions, scale = torch.randn(JACOBIAN_PROBES, dim, device=rng.device, generator=rng).to(device), 1.0 / JACOBIAN_PROBES
     squared = torch.zeros(len(z), device=device)
-    with eval_mode(generator):
+    with eval_mode(generator), torch.no_grad():  # forward-mode derivatives need no backward graph
         for direction in directions:
             _, tangent = torch.func.jvp(lambda latent: generator(latent, labels), (z,), (direction.expand_as(z),))
-            squared += tangent.detach().flatten(1).pow(2).sum(1)
+            squared += tangent.flatten(1).pow(2).sum(1)
     return (squared * scale).sqrt().cpu()
 
 
-def _jacobian_threshold(generator: nn.Module, rng: torch.Generator, truncation: float | None, fraction: float) -> float:
+def jacobian_threshold(generator: nn.Module, rng: torch.Generator, truncation: float | None, fraction: float) -> float | None:
+    """The Jacobian norm above which `fraction` of z lies (the (1 - fraction) quantile over CALIBRATION_LATENTS
+    draws from rng), measured once per generator so that every batch drawn after it drops the same z; None for 0."""
+    if not 0 <= fraction < 0.5:
+        raise GankitError(f"jacobian truncation is the fraction of z dropped, in [0, 0.5) (e.g. 0.05), got {fraction}")
+    if not fraction:
+        return None
     z = latents(CALIBRATION_LATENTS, generator.z_dim, rng, truncation)
     norms = torch.cat([
         jacobian_norms(generator, z[start : start + SAMPLE_BATCH], cycled_labels(min(SAMPLE_BATCH, CALIBRATION_LATENTS - start), generator.num_classes), rng)
