@@ -20,7 +20,6 @@ from gankit.metrics.features import extract
 from gankit.metrics.image import PIXEL_SIDE, evaluate_features, pixel_metrics, pixel_vectors
 from gankit.metrics.inception import EXTRACT_BATCH as INCEPTION_BATCH
 from gankit.metrics.inception import INPUT_SIZE, NUM_FEATURES, load_inception
-from gankit.models.sampling import sample
 
 REAL_SUBSET_SEED = 0
 INCEPTION_PREFIX = "inception:"
@@ -29,13 +28,15 @@ SPEED_PROBE_IMAGES = 2
 
 
 class ImageScorer:
-    """evaluator: a shipped classifier name, a .safetensors path (from `gankit evaluator train`), or
+    """Scores as many generated images as the caller draws (sample_count None). evaluator: a shipped classifier name, a .safetensors path (from `gankit evaluator train`), or
     "inception:PATH" (FID's Inception-v3 with the user's weights file; a pickled .pth needs trust).
     With Inception the feature metrics (FID, KID, precision/recall, density/coverage, memorization)
     use its pool3 features, and the class metrics (IS, class KL, classes covered) stay on the
     dataset's own classifier, or are omitted when none fits the data. With no evaluator (none given
     and none shipped for the data) only the pixel metrics are computed, and `needs_evaluator` says
     how to get the rest. say: where progress lines go."""
+
+    sample_count = None
 
     def __init__(self, config: Config, structure: Structure, choice: str | None, trust: bool, say: Callable[[str], None]):
         self.config = config
@@ -58,13 +59,12 @@ class ImageScorer:
             self._use_pixels()
         self._prepare_real(data)
 
-    def __call__(self, generator: nn.Module, num_samples: int | None, seed: int) -> tuple[dict[str, Any], int]:
-        fakes, _ = sample(generator, num_samples or self.config.eval.num_samples, seed=seed, **self.config.sampling.model_dump())
+    def __call__(self, fakes: Tensor) -> dict[str, Any]:
         if tuple(fakes.shape[1:]) != self.sample_shape:
             raise GankitError(f"this generator makes {shape_text(fakes.shape[1:])} images but its data has {shape_text(self.sample_shape)}; evaluate it with the config it was trained with")
         if self.feature_net is None:
-            return pixel_metrics(self.real_pixels, pixel_vectors(fakes)), len(fakes)
-        return self._score(*self._features_and_logits(fakes, "generated")), len(fakes)
+            return pixel_metrics(self.real_pixels, pixel_vectors(fakes))
+        return self._score(*self._features_and_logits(fakes, "generated"))
 
     def _use_pixels(self) -> None:
         if self.config.eval.best_metric is not None:
