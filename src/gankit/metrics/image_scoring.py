@@ -28,7 +28,9 @@ SPEED_PROBE_IMAGES = 2
 
 
 class ImageScorer:
-    """Scores as many generated images as the caller draws (sample_count None). evaluator: a shipped classifier name, a .safetensors path (from `gankit evaluator train`), or
+    """Scores as many generated images as the caller draws (sample_count None).
+
+    evaluator: a shipped classifier name, a .safetensors path (from `gankit evaluator train`), or
     "inception:PATH" (FID's Inception-v3 with the user's weights file; a pickled .pth needs trust).
     With Inception the feature metrics (FID, KID, precision/recall, density/coverage, memorization)
     use its pool3 features, and the class metrics (IS, class KL, classes covered) stay on the
