@@ -49,10 +49,50 @@ def test_ema_ramps_up_then_trails_by_its_decay():
     model = torch.nn.Linear(1, 1, bias=False)
     with torch.no_grad():
         model.weight.fill_(0.0)
-    ema = EMA(model, decay=0.999)
+    ema = EMA(model, decay=0.999, train_seed=0)
     with torch.no_grad():
         model.weight.fill_(1.0)
     ema.update(model, step=0)  # decay (1 + 0) / (10 + 0) = 0.1: mostly the new weights
     assert ema.shadow.weight.item() == pytest.approx(0.9)
     assert ema.decay_at(10_000) == 0.999 and ema.decay_at(10) == pytest.approx(11 / 20)
     assert not ema.shadow.weight.requires_grad
+
+
+class BatchNormGenerator(torch.nn.Module):
+    """z -> Linear -> BatchNorm1d: the smallest G whose eval-mode output depends on running statistics."""
+
+    z_dim, num_classes = 4, None
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(self.z_dim, 3)
+        self.norm = torch.nn.BatchNorm1d(3)
+
+    def forward(self, z, labels=None):
+        return self.norm(self.linear(z))
+
+
+def test_ema_reads_with_batchnorm_statistics_of_its_own_weights():
+    """The live G's running statistics do not fit the averaged weights; calibrated() re-estimates them."""
+    from gankit.training.ema import EMA
+
+    model = BatchNormGenerator()
+    ema = EMA(model, decay=0.5, train_seed=0)
+    with torch.no_grad():
+        model.linear.weight.mul_(5.0)
+        model.linear.bias.fill_(3.0)
+        model.train()
+        for _ in range(50):  # the live running statistics settle on the live weights' activations
+            model(torch.randn(256, 4))
+    ema.update(model, step=100)  # decay 0.5: the shadow is halfway between old and new weights
+    stale = ema.shadow.norm.running_var.clone()
+    shadow = ema.calibrated()
+    with torch.no_grad():
+        activations = shadow.linear(torch.randn(20_000, 4))
+    assert torch.allclose(shadow.norm.running_mean, activations.mean(0), atol=0.15)
+    assert torch.allclose(shadow.norm.running_var, activations.var(0), rtol=0.15)
+    assert not torch.allclose(stale, activations.var(0), rtol=0.5)  # what it read before: the live weights' 25x variance
+    assert not shadow.training and not shadow.norm.training and shadow.norm.momentum == 0.1
+    again = EMA(model, decay=0.5, train_seed=0)
+    again.load_state_dict(ema.shadow.state_dict())
+    assert torch.equal(again.calibrated().norm.running_var, shadow.norm.running_var)  # same z every time: a resumed run reads the same

@@ -264,3 +264,31 @@ def test_safetensors_whose_header_length_looks_like_a_pickle_still_loads(tmp_pat
     assert not is_pickle(path)
     torch.save({"x": torch.zeros(1)}, tmp_path / "x.pt")
     assert is_pickle(tmp_path / "x.pt")
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["conditional", "unconditional"])
+def test_checkpoint_ema_generator_carries_batchnorm_statistics_of_its_own_activations(tiny_runs, which):
+    """Sampling in eval mode reads the running statistics: the EMA G's must be measured on the EMA weights."""
+    generator = load(tiny_runs[which])
+    first_norm = next(m for m in generator.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    seen = []
+    first_norm.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    z = torch.randn(2048, generator.z_dim, generator=torch.Generator().manual_seed(5))
+    labels = torch.arange(2048) % generator.num_classes if generator.num_classes else None
+    with torch.no_grad():
+        generator(z, labels)
+    activations = seen[0].transpose(0, 1).flatten(1)
+    scale = activations.std(1)
+    assert torch.allclose(first_norm.running_mean / scale, activations.mean(1) / scale, atol=0.1)
+    assert torch.allclose(first_norm.running_var, activations.var(1), rtol=0.2)
+
+
+def test_checkpoint_from_before_the_calibration_is_calibrated_on_load(tiny_runs, tmp_path):
+    """Older checkpoints stored the live G's BatchNorm statistics with the EMA weights; loading fixes them the same way."""
+    tensors, state = ckpt.load_checkpoint(ckpt.resolve_checkpoint(tiny_runs[1], "last"))
+    old = {name: tensors[name.replace("G_ema.", "G.", 1)].clone() if name.startswith("G_ema.") and "running_" in name else value for name, value in tensors.items()}
+    del state["ema_batchnorm_calibrated"]
+    ckpt.save_checkpoint(tmp_path / "old.safetensors", old, state)
+    assert not torch.equal(old["G_ema.body.1.running_var"], tensors["G_ema.body.1.running_var"])
+    loaded, expected = load(tmp_path / "old.safetensors").state_dict(), load(tiny_runs[1]).state_dict()
+    assert all(torch.equal(loaded[name], expected[name]) for name in expected)

@@ -15,6 +15,7 @@ from gankit.config import Config, from_dict
 from gankit.errors import CheckpointError
 from gankit.files import RunPaths, is_pickle, load_trusted_state_dict
 from gankit.training import checkpoint as ckpt
+from gankit.training.ema import calibrate
 from gankit.training.tasks import TRAINERS
 
 
@@ -83,6 +84,8 @@ def open_checkpoint(
         discriminator.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("D.")})
     except RuntimeError as err:
         raise CheckpointError(f"{path}: weights do not fit the model in its own config ({str(err).splitlines()[0]})") from None
+    if g_prefix == "G_ema." and not state.get("ema_batchnorm_calibrated"):
+        calibrate(generator, config.train.seed)  # written before the EMA measured its own BatchNorm statistics
     return LoadedRun(path, config, state, generator.to(device).eval(), discriminator.to(device).eval(), has_ema)
 
 

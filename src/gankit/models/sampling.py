@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from gankit.errors import GankitError
 
 SAMPLE_BATCH = 500
+BATCH_NORM_LATENTS = 512  # z draws that re-estimate BatchNorm statistics: a conv layer averages them over every position too
 CALIBRATION_LATENTS = 2000
 JACOBIAN_PROBES = 8  # z_dim up to this: the exact Frobenius norm from the basis directions; above: this many random ones
 MAX_REDRAWS = 100
@@ -165,6 +166,31 @@ def render(generator: nn.Module, z: Tensor, labels: Tensor | None = None, batch_
             generator(z[start : start + batch_size].to(device), None if labels is None else labels[start : start + batch_size].to(device)).cpu()
             for start in range(0, len(z), batch_size)
         ])
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(generator: nn.Module, rng: torch.Generator, count: int = BATCH_NORM_LATENTS, batch_size: int = 64) -> None:
+    """Re-estimate G's BatchNorm running statistics from `count` draws of z (classes in turn), in place.
+
+    Weights averaged over training (EMA) need this: the running statistics were gathered from the
+    live weights' activations, and sampling the average with them shifts and rescales every layer.
+    """
+    norms = [module for module in generator.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    settings = [(module.momentum, module.training) for module in norms]
+    for module in norms:
+        module.reset_running_stats()
+        module.momentum = None  # a plain average over the batches below
+        module.train()
+    try:
+        for start in range(0, count, batch_size):
+            size = min(batch_size, count - start)
+            generator(latents(size, generator.z_dim, rng), cycled_labels(size, generator.num_classes, rng.device))
+    finally:
+        for module, (momentum, training) in zip(norms, settings):
+            module.momentum = momentum
+            module.train(training)
 
 
 def device_of(generator: nn.Module) -> torch.device:

@@ -133,7 +133,7 @@ class Trainer:
         self.update_d = NetworkUpdate(self.D, self.opt_d, self.precision, device, world)
         # Real and fake go through D as one batch unless batch statistics would mix them.
         self.joint_d_pass = not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.D.modules())
-        self.ema = EMA(self.G, stab.ema_decay) if stab.ema_decay > 0 else None
+        self.ema = EMA(self.G, stab.ema_decay, train.seed) if stab.ema_decay > 0 else None
         self.ada = None
         if stab.ada_target is not None:
             p_step = train.batch_size * stab.ada_interval / stab.ada_speed_images
@@ -161,7 +161,7 @@ class Trainer:
     @property
     def sampler(self) -> nn.Module:
         """The generator to draw samples from: the EMA copy when there is one."""
-        return self.ema.shadow if self.ema else self.G
+        return self.ema.calibrated() if self.ema else self.G
 
     @torch.no_grad()
     def fixed_samples(self) -> Tensor:
@@ -396,7 +396,7 @@ class Trainer:
         tensors = {f"G.{k}": v for k, v in self.G.state_dict().items()}
         tensors |= {f"D.{k}": v for k, v in self.D.state_dict().items()}
         if self.ema:
-            tensors |= {f"G_ema.{k}": v for k, v in self.ema.shadow.state_dict().items()}
+            tensors |= {f"G_ema.{k}": v for k, v in self.ema.calibrated().state_dict().items()}
         opt_g_tensors, opt_g_groups = ckpt.flatten_optimizer("opt_g", self.opt_g)
         opt_d_tensors, opt_d_groups = ckpt.flatten_optimizer("opt_d", self.opt_d)
         tensors |= opt_g_tensors | opt_d_tensors
@@ -416,6 +416,7 @@ class Trainer:
             "opt_g_groups": opt_g_groups,
             "opt_d_groups": opt_d_groups,
             "precision": self.precision,
+            "ema_batchnorm_calibrated": self.ema is not None,
             "gankit_version": __version__,
             "torch_version": torch.__version__,
         }
@@ -430,7 +431,7 @@ class Trainer:
             self.G.load_state_dict(_section(tensors, "G"))
             self.D.load_state_dict(_section(tensors, "D"))
             if self.ema:
-                self.ema.shadow.load_state_dict(_section(tensors, "G_ema"))
+                self.ema.load_state_dict(_section(tensors, "G_ema"))
             ckpt.restore_optimizer("opt_g", self.opt_g, tensors, state["opt_g_groups"])
             ckpt.restore_optimizer("opt_d", self.opt_d, tensors, state["opt_d_groups"])
             for group in (*self.opt_g.param_groups, *self.opt_d.param_groups):
