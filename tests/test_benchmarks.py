@@ -2,8 +2,9 @@
 Trainer's step (one step from the same weights, real batch and z leaves G and D with the Trainer's
 weights; benchmarks/ablation.py), the emoji benchmark's 10% subset is stratified, the imbalanced
 benchmark's oversampling, classical augmentation and scores do what its table says, and the semi-supervised
-benchmark's baseline augmentation shifts and mirrors as documented, and the Jacobian-truncation benchmark
-scores one generator under each fraction."""
+benchmark's baseline augmentation shifts and mirrors as documented, the Jacobian-truncation benchmark
+scores one generator under each fraction, and the EMA-statistics benchmark's three generators differ only
+in what its table names."""
 
 import sys
 
@@ -60,6 +61,17 @@ def test_emoji_subset_keeps_a_tenth_of_every_class(tmp_path):
     assert len(picked["big"]) == 5 and len(picked["small"]) == 1  # a class never vanishes
     assert all(link.is_symlink() and link.resolve().parent == source / link.parent.name for links in picked.values() for link in links)
     assert emoji.stratified_subset(source, tmp_path / "subset", 0.5) == subset and len(list((subset / "big").iterdir())) == 5  # made once
+
+
+def test_ema_batchnorm_generators_differ_only_in_weights_or_statistics(tiny_runs):
+    ema_batchnorm = pytest.importorskip("ema_batchnorm")
+    live, ema_live_statistics, ema_own_statistics = ema_batchnorm.generators(str(tiny_runs[1])).values()
+    parameters = {name: dict(g.named_parameters()) for name, g in (("live", live), ("mixed", ema_live_statistics), ("own", ema_own_statistics))}
+    buffers = {name: dict(g.named_buffers()) for name, g in (("live", live), ("mixed", ema_live_statistics), ("own", ema_own_statistics))}
+    assert all(torch.equal(value, parameters["own"][key]) for key, value in parameters["mixed"].items())
+    assert any(not torch.equal(value, parameters["live"][key]) for key, value in parameters["mixed"].items()), "EMA weights are not G's"
+    assert all(torch.equal(value, buffers["live"][key]) for key, value in buffers["mixed"].items())
+    assert any(not torch.equal(value, buffers["own"][key]) for key, value in buffers["mixed"].items() if value.is_floating_point())
 
 
 def test_semi_supervised_baseline_shifts_by_at_most_two_pixels_and_mirrors_only_when_asked():
