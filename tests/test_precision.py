@@ -175,7 +175,12 @@ def test_bf16_samples_score_like_fp32_on_fashion_mnist():
     """A short real training from one seed in each precision, scored as `gankit eval` scores it
     (the shipped evaluator's FID of eval-mode samples). The DCGAN preset exercises every float32
     island (BatchNorm, Tanh; the Sigmoid is the islands test's); the reference MLP's FID after a
-    CI-sized run swings by more between seeds than any precision effect (docs/speed.md)."""
+    CI-sized run swings by more between seeds than any precision effect (docs/speed.md).
+    Skipped where this CPU emulates bf16 (no bf16 units): there gankit trains in fp32 anyway, and the
+    1,000 bf16 steps would take CI hours."""
+    speedup = precision.bf16_speedup("cpu")
+    if speedup < 1.0:
+        pytest.skip(f"bf16 matrix products run {1 / speedup:.0f}x slower than fp32 on this CPU (emulated); the check needs bf16 units")
     fids = {}
     for name in ("fp32", "bf16", "bf16-mixed"):
         config = load_config("fast-fashion", [f"train.precision={name}", "train.precision_fallback=false", "train.log_every=1000",
