@@ -29,16 +29,16 @@ from _common import write_results  # noqa: E402
 
 from gankit.config import apply_overrides, from_dict
 from gankit.metrics.suite import RunEvaluator
-from gankit.runs import open_checkpoint
+from gankit.runs import LoadedRun, open_checkpoint
 
 WAYS = ("G", "EMA, live statistics", "EMA, own statistics")
 
 
-def generators(run: str) -> dict[str, torch.nn.Module]:
-    averaged = open_checkpoint(run)
+def generators(averaged: LoadedRun) -> dict[str, torch.nn.Module]:
+    """The three ways of WAYS, from a run opened with its EMA copy."""
     if not averaged.has_ema:
-        raise SystemExit(f"{run} keeps no EMA generator (stabilizers.ema_decay=0); pick a run trained with EMA")
-    live = open_checkpoint(run, ema=False).generator
+        raise SystemExit(f"{averaged.path} keeps no EMA generator (stabilizers.ema_decay=0); pick a run trained with EMA")
+    live = open_checkpoint(averaged.path, ema=False).generator
     with_live_statistics = copy.deepcopy(averaged.generator)
     live_buffers = dict(live.named_buffers())
     with torch.no_grad():
@@ -62,7 +62,7 @@ def main() -> None:
         loaded = open_checkpoint(run)
         scoring = from_dict(apply_overrides(loaded.config.model_dump(mode="json"), args.set))
         evaluate = RunEvaluator(scoring)
-        scores = {way: evaluate(generator, num_samples=args.num_samples, seed=0)["metrics"] for way, generator in generators(run).items()}
+        scores = {way: evaluate(generator, num_samples=args.num_samples, seed=0)["metrics"] for way, generator in generators(loaded).items()}
         results.append({"run": run, "step": loaded.state.get("step"), "scores": scores})
         lines.append(f"| {Path(run).name} | {loaded.state.get('step')} | " + " | ".join(f"{scores[way]['fid']:.1f}" for way in WAYS) + " |")
         print(lines[-1], flush=True)

@@ -13,6 +13,7 @@ import torch
 
 from gankit.config import load_config
 from gankit.data import Dataset, load_dataset
+from gankit.runs import open_checkpoint
 from gankit.training.trainer import Trainer
 
 from .conftest import REPO
@@ -65,7 +66,7 @@ def test_emoji_subset_keeps_a_tenth_of_every_class(tmp_path):
 
 def test_ema_batchnorm_generators_differ_only_in_weights_or_statistics(tiny_runs):
     ema_batchnorm = pytest.importorskip("ema_batchnorm")
-    live, ema_live_statistics, ema_own_statistics = ema_batchnorm.generators(str(tiny_runs[1])).values()
+    live, ema_live_statistics, ema_own_statistics = ema_batchnorm.generators(open_checkpoint(tiny_runs[1])).values()
     parameters = {name: dict(g.named_parameters()) for name, g in (("live", live), ("mixed", ema_live_statistics), ("own", ema_own_statistics))}
     buffers = {name: dict(g.named_buffers()) for name, g in (("live", live), ("mixed", ema_live_statistics), ("own", ema_own_statistics))}
     assert all(torch.equal(value, parameters["own"][key]) for key, value in parameters["mixed"].items())

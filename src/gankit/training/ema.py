@@ -7,15 +7,14 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from gankit.models.sampling import recalibrate_batch_norm
+from gankit.models.sampling import device_of, recalibrate_batch_norm
 
 CALIBRATION_SEED_OFFSET = 4  # z for the statistics: train.seed + 4, apart from the trainer's (+1, +2) and the watchdog's (+3)
 
 
 def calibrate(generator: nn.Module, train_seed: int) -> None:
     """Re-estimate an averaged G's BatchNorm statistics from the z every read of this run uses."""
-    device = next(generator.parameters()).device
-    recalibrate_batch_norm(generator, torch.Generator(device).manual_seed(train_seed + CALIBRATION_SEED_OFFSET))
+    recalibrate_batch_norm(generator, torch.Generator(device_of(generator)).manual_seed(train_seed + CALIBRATION_SEED_OFFSET))
 
 
 class EMA:
