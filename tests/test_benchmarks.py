@@ -120,3 +120,27 @@ def test_jacobian_truncation_benchmark_scores_one_generator_under_each_fraction(
     assert [r["jacobian_truncation"] for r in results] == [0.0, 0.2]  # as the evaluator reports what it drew with
     assert results[0]["step"] == results[1]["step"] and "high_quality_fraction" in results[0]
     assert "| 0.2 | 1 |" in jacobian.table(results, ["high_quality_fraction"])
+
+
+def test_metrics_ceiling_reads_held_out_images_as_real_and_noise_does_not(tmp_path):
+    """Held-out images of the data sit as near the training reference as its images sit to each other; random pixels do not."""
+    import numpy as np
+
+    from metrics_ceiling import ceiling
+
+    from gankit.data import save_npz
+    from gankit.metrics.image_scoring import ImageScorer
+
+    rng = np.random.default_rng(0)
+    patterns = rng.integers(0, 256, (3, 1, 28, 28))
+    labels = rng.integers(0, 3, 120)
+    images = np.clip(patterns[labels] + rng.normal(0, 12, (120, 1, 28, 28)), 0, 255).astype(np.uint8)
+    save_npz(tmp_path / "patterns.npz", images, labels)
+    config = load_config("configs/reference-fashion.yaml", [f"data.dataset=npz:{tmp_path / 'patterns.npz'}", "data.holdout=0.25", "eval.num_real=90"])
+    (row,) = ceiling(config, [30])
+    assert row["num_samples"] == 30 and row["num_real"] == 90
+    assert 0.7 < row["metrics"]["pixel_nn_distance_ratio"] < 1.4
+    noise = ImageScorer(config, None, None, False, lambda _: None)(torch.rand(30, 1, 28, 28) * 2 - 1)
+    assert noise["pixel_nn_distance_ratio"] > 3 * row["metrics"]["pixel_nn_distance_ratio"]
+    with pytest.raises(SystemExit, match="more than the 30 held-out images"):
+        ceiling(config, [31])
