@@ -27,12 +27,12 @@ SHOWN = ("fid", "kid_mean", "precision", "recall", "density", "coverage", "pixel
 
 def ceiling(config: Config, counts: list[int], evaluator: str | None = None) -> list[dict]:
     """One row per count: the first `count` held-out images (the test split) scored as generated images."""
-    scorer = ImageScorer(config, None, evaluator, False, lambda _: None)
     held_out = load_dataset(config.data.model_copy(update={"split": "test"}))
+    if max(counts) > len(held_out):
+        raise SystemExit(f"--num-samples {max(counts)} is more than the {len(held_out)} held-out images; ask for at most that many")
+    scorer = ImageScorer(config, None, evaluator, False, lambda _: None)
     rows = []
     for count in counts:
-        if count > len(held_out):
-            raise SystemExit(f"--num-samples {count} is more than the {len(held_out)} held-out images; ask for at most that many")
         metrics = scorer(to_model_range(held_out.samples[:count]).float())
         rows.append({"num_samples": count, "num_real": scorer.about.get("num_real"), "metrics": metrics})
     return rows
