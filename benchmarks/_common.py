@@ -35,6 +35,7 @@ from gankit.config import DataConfig, apply_overrides, from_dict, load_config
 from gankit.data import Dataset as LabelledImages
 from gankit.data import load_dataset, to_model_range
 from gankit.files import atomic_write
+from gankit.records import kind_of, read_records
 from gankit.training.precision import synchronize
 from gankit.training.trainer import Trainer, resolve_device
 
@@ -124,6 +125,7 @@ def run_one(job: Job) -> dict[str, Any]:
             "train_cpu_seconds": round(train_cpu_seconds, 1),
             "eval_seconds": evaluation["seconds"],
             "metrics": evaluation["metrics"],
+            "watchdog_warnings": [r["message"] for r in read_records(out / "metrics.jsonl") if kind_of(r) == "warning"],
         }
     except Exception as err:  # a diverged run (NaN stop) is a result too, not a crash of the benchmark
         return {"row": row.name, "config": row.config, "overrides": overrides, "seed": job.seed, "error": f"{type(err).__name__}: {err}"}

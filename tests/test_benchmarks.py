@@ -3,8 +3,9 @@ Trainer's step (one step from the same weights, real batch and z leaves G and D 
 weights; benchmarks/ablation.py), the emoji benchmark's 10% subset is stratified, the imbalanced
 benchmark's oversampling, classical augmentation and scores do what its table says, and the semi-supervised
 benchmark's baseline augmentation shifts and mirrors as documented, the Jacobian-truncation benchmark
-scores one generator under each fraction, and the EMA-statistics benchmark's three generators differ only
-in what its table names."""
+scores one generator under each fraction, the EMA-statistics benchmark's three generators differ only
+in what its table names, every benchmark run reports the watchdog's warnings, and best-fashion's
+ablation rows change only what their names say."""
 
 import sys
 
@@ -144,3 +145,30 @@ def test_metrics_ceiling_reads_held_out_images_as_real_and_noise_does_not(tmp_pa
     assert noise["pixel_nn_distance_ratio"] > 3 * row["metrics"]["pixel_nn_distance_ratio"]
     with pytest.raises(SystemExit, match="more than the 30 held-out images"):
         ceiling(config, [31])
+
+
+def test_benchmark_runs_report_the_watchdogs_warnings():
+    from _common import Row, run_one
+
+    toy = ("data.generated_samples=256", "train.batch_size=32", "train.epochs=2", "watchdog.every_epochs=1", "watchdog.patience=1")
+    calm = run_one(_job(Row("calm", "toy-ring8.yaml", (*toy, "watchdog.min_coverage=0"))))
+    strict = run_one(_job(Row("strict", "toy-ring8.yaml", (*toy, "watchdog.min_coverage=1"))))  # 16 steps cannot reach all 8 modes
+    assert calm["watchdog_warnings"] == []
+    assert len(strict["watchdog_warnings"]) == 1 and "mode collapse suspected" in strict["watchdog_warnings"][0]
+
+
+def _job(row):
+    from _common import Job
+
+    return Job(row, seed=0)
+
+
+def test_best_fashion_ablation_rows_each_change_only_what_they_name():
+    from _common import CONFIGS
+    from best_fashion import PRESET, rows
+
+    preset = load_config(CONFIGS / PRESET).model_dump()
+    by_name = {row.name: load_config(CONFIGS / row.config, list(row.overrides)).model_dump() for row in rows()}
+    assert by_name["best-fashion"] == preset and preset["model"]["conditional"] and preset["train"]["precision"] == "bf16"
+    assert by_name["without labels"] == {**preset, "model": {**preset["model"], "conditional": False}}
+    assert by_name["half the epochs"] == {**preset, "train": {**preset["train"], "epochs": preset["train"]["epochs"] // 2}}
