@@ -148,19 +148,13 @@ def test_metrics_ceiling_reads_held_out_images_as_real_and_noise_does_not(tmp_pa
 
 
 def test_benchmark_runs_report_the_watchdogs_warnings():
-    from _common import Row, run_one
+    from _common import Job, Row, run_one
 
     toy = ("data.generated_samples=256", "train.batch_size=32", "train.epochs=2", "watchdog.every_epochs=1", "watchdog.patience=1")
-    calm = run_one(_job(Row("calm", "toy-ring8.yaml", (*toy, "watchdog.min_coverage=0"))))
-    strict = run_one(_job(Row("strict", "toy-ring8.yaml", (*toy, "watchdog.min_coverage=1"))))  # 16 steps cannot reach all 8 modes
+    calm = run_one(Job(Row("calm", "toy-ring8.yaml", (*toy, "watchdog.min_coverage=0")), seed=0))
+    strict = run_one(Job(Row("strict", "toy-ring8.yaml", (*toy, "watchdog.min_coverage=1")), seed=0))  # 16 steps cannot reach all 8 modes
     assert calm["watchdog_warnings"] == []
     assert len(strict["watchdog_warnings"]) == 1 and "mode collapse suspected" in strict["watchdog_warnings"][0]
-
-
-def _job(row):
-    from _common import Job
-
-    return Job(row, seed=0)
 
 
 def test_best_fashion_ablation_rows_each_change_only_what_they_name():
