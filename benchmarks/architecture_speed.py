@@ -1,6 +1,6 @@
 """Training speed and peak memory of each image architecture at 64 and 128 px: images/s of gankit's
-trainer (D step + G step, batch --batch-size, RGB) and the process's peak memory, each configuration
-in a fresh process so its peak is its own. Widths are those benchmarks/emoji_quality.py trains.
+trainer (D step + G step, batch --batch-size, RGB, unconditional, fp32) and the process's peak memory,
+each configuration in a fresh process so its peak is its own. Widths are those benchmarks/emoji_quality.py trains.
 
     python benchmarks/architecture_speed.py [--threads 1] [--out benchmarks/results/architecture_speed.json]
     python benchmarks/architecture_speed.py --device cuda --batch-size 64     # the same table on a GPU
@@ -27,12 +27,13 @@ from gankit.data import Dataset  # noqa: E402
 
 SIZES = {"dcgan": (64,), "resnet": (64, 128), "stylegan2": (64, 128)}
 SYNTHETIC_IMAGES = 256
+UNLABELLED_FP32 = ("stabilizers.diffaugment=[]", "model.conditional=false", "train.precision=fp32")  # random images have no classes; the table is fp32
 
 
 def measure_one(arch: str, size: int, batch_size: int, device: torch.device, steps: int) -> dict:
     images = torch.randint(0, 256, (SYNTHETIC_IMAGES, 3, size, size), dtype=torch.uint8)
     dataset = Dataset(images, None, None, f"random {size} px")
-    trainer = make_trainer(str(CONFIGS / "emoji-64.yaml"), dataset, batch_size, device, [*CPU_ARCHITECTURES[arch], "stabilizers.diffaugment=[]"])
+    trainer = make_trainer(str(CONFIGS / "emoji-64.yaml"), dataset, batch_size, device, [*CPU_ARCHITECTURES[arch], *UNLABELLED_FP32])
     run = trainer_steps(trainer)
     run(1)  # warm-up: allocator, optimizer state
     start = time.perf_counter()

@@ -31,7 +31,9 @@ METRICS = ["fid", "kid_mean", "precision", "recall", "coverage"]
 EMOJI = REPO.parent / "shared" / "datasets" / "emoji-noto-64"
 SUBSET_FRACTION = 0.1
 AUGMENTATIONS = {
-    "plain": ("stabilizers.diffaugment=[]", "stabilizers.ema_decay=0"),  # dcgan as it was before folder data: no augmentation, no EMA
+    "plain": (  # dcgan as it was before folder data: no labels, no augmentation, no EMA, Adam at 2e-4, fp32
+        "model.conditional=false", "stabilizers.diffaugment=[]", "stabilizers.ema_decay=0", "optim.lr_g=2e-4", "optim.lr_d=2e-4", "train.precision=fp32",
+    ),
     "none": ("stabilizers.diffaugment=[]",),
     "diffaugment": ("stabilizers.diffaugment=color,translation",),  # what emoji-64.yaml ships
     "cutout": ("stabilizers.diffaugment=color,translation,cutout",),
