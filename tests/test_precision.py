@@ -74,6 +74,20 @@ def test_bf16_falls_back_to_fp32_where_it_is_slow(monkeypatch):
         assert effective_precision("bf16", torch.device("cpu")) == "fp32"
 
 
+def test_speed_probe_times_both_precisions_on_one_thread_and_gives_the_threads_back(monkeypatch):
+    seen = []
+    monkeypatch.setattr(precision, "_product_time_ratio", lambda device: seen.append(torch.get_num_threads()) or 2.0)
+    precision.bf16_speedup.cache_clear()
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert precision.bf16_speedup("cpu") == 2.0
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+        precision.bf16_speedup.cache_clear()
+
+
 def test_fp16_needs_cuda():
     with pytest.raises(ConfigError, match="needs a CUDA device"):
         effective_precision("fp16-mixed", torch.device("cpu"))

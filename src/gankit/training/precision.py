@@ -53,21 +53,28 @@ def bf16_speedup(device_type: str) -> float:
     device = torch.device(device_type)
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return 0.0
-    rates = {}
-    for dtype in (torch.float32, torch.bfloat16):
-        a = torch.randn(128, 1024, dtype=dtype, device=device)
-        b = torch.randn(1024, 1024, dtype=dtype, device=device)
-        a @ b
-        best = float("inf")
-        for _ in range(5):
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # the ratio is a property of the cores' units; one thread is not stalled by a neighbour taking a core
+    try:
+        return _product_time_ratio(device)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _product_time_ratio(device: torch.device) -> float:
+    operands = {dtype: (torch.randn(128, 1024, dtype=dtype, device=device), torch.randn(1024, 1024, dtype=dtype, device=device)) for dtype in (torch.float32, torch.bfloat16)}
+    best = dict.fromkeys(operands, float("inf"))
+    for _ in range(5):  # the two precisions take turns, so a busy spell on a shared machine slows both, not one
+        for dtype, (a, b) in operands.items():
+            a @ b
             synchronize(device)
             start = time.perf_counter()
             for _ in range(PROBE_PRODUCTS):
                 a @ b
             synchronize(device)
-            best = min(best, time.perf_counter() - start)
-        rates[dtype] = 1 / best
-    return rates[torch.bfloat16] / rates[torch.float32]
+            best[dtype] = min(best[dtype], time.perf_counter() - start)
+    return best[torch.float32] / best[torch.bfloat16]
 
 
 def synchronize(device: torch.device) -> None:
