@@ -63,7 +63,8 @@ def bf16_speedup(device_type: str) -> float:
 
 
 def _product_time_ratio(device: torch.device) -> float:
-    operands = {dtype: (torch.randn(128, 1024, dtype=dtype, device=device), torch.randn(1024, 1024, dtype=dtype, device=device)) for dtype in (torch.float32, torch.bfloat16)}
+    shapes = ((128, 1024), (1024, 1024))
+    operands = {dtype: tuple(torch.randn(shape, dtype=dtype, device=device) for shape in shapes) for dtype in (torch.float32, torch.bfloat16)}
     best = dict.fromkeys(operands, float("inf"))
     for _ in range(5):  # the two precisions take turns, so a busy spell on a shared machine slows both, not one
         for dtype, (a, b) in operands.items():
